@@ -1,0 +1,94 @@
+"""Entry point: ``python -m experiments.main --config=configs/<name>.py[:args] --workdir=DIR``.
+
+Dispatches on ``config.experiment`` through the explicit ``EXPERIMENTS`` registry. Each experiment
+module exposes ``run(config, workdir) -> dict`` and writes its artifacts under ``workdir``:
+``config.json``, ``metrics.json``, ``report.md``, ``plots/`` and checkpoints.
+"""
+import importlib
+import json
+import os
+import pathlib
+import sys
+import time
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+# experiment name -> module exposing run(config, workdir)
+EXPERIMENTS = {
+    "pipeline": "experiments.pipeline",
+    "evaluate": "experiments.evaluate",
+    "transfer": "experiments.transfer",
+}
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Path to an ml_collections config file, optionally with ':args'.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for all outputs of the run.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+class UsageError(Exception):
+    """A problem with the command line or config that the user must fix; printed as one line."""
+
+
+def prepare_workdir(workdir: str) -> pathlib.Path:
+    """Creates ``workdir`` and checks that it is writable; returns its absolute path."""
+    path = pathlib.Path(workdir).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"--workdir={workdir} cannot be written ({e.strerror}); choose another directory")
+    return path
+
+
+def resolve_experiment(config):
+    """The experiment module named by ``config.experiment``; UsageError if unknown or missing."""
+    name = config.get("experiment")
+    if not name:
+        raise UsageError("the config has no 'experiment' field; set it to one of: "
+                         + ", ".join(sorted(EXPERIMENTS)))
+    if name not in EXPERIMENTS:
+        raise UsageError(f"unknown experiment {name!r}; known: {', '.join(sorted(EXPERIMENTS))}")
+    return importlib.import_module(EXPERIMENTS[name])
+
+
+def write_json_atomic(path: pathlib.Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise UsageError(f"unexpected positional arguments: {' '.join(argv[1:])}")
+    import jax  # imported here so that --help stays fast
+
+    jax.config.config_with_absl()
+    config = _CONFIG.value
+    module = resolve_experiment(config)
+    workdir = prepare_workdir(_WORKDIR.value)
+    logging.info("JAX %s on %d %s device(s): %s", jax.__version__, jax.device_count(),
+                 jax.default_backend(), jax.devices())
+    logging.info("Config:\n%s", config)
+    write_json_atomic(workdir / "config.json", config.to_dict())
+    start = time.time()
+    module.run(config, workdir)
+    logging.info("Experiment %r finished in %.1f s; outputs in %s", config.experiment,
+                 time.time() - start, workdir)
+
+
+def run_cli():
+    logging.set_verbosity(logging.INFO)
+    try:
+        app.run(main)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run_cli()
