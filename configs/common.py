@@ -4,6 +4,8 @@ The arg is a comma-separated list of ``key=value`` (or bare ``key`` for True); l
 (``encoders=smollm2_135m+gemma3_270m``). Every key must be declared with a default, so a typo
 fails with a message naming the accepted keys instead of being ignored.
 """
+import types
+
 import ml_collections
 
 
@@ -23,7 +25,7 @@ def _convert(key, text, default):
     return text
 
 
-def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+def parse_arg(arg: str | None, **defaults) -> types.SimpleNamespace:
     """Parses ``"a=1,b,c=x+y"`` against typed ``defaults``; raises ValueError on unknown keys."""
     parsed = dict(defaults)
     for item in (arg or "").split(","):
@@ -39,4 +41,72 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
             parsed[key] = _convert(key, value.strip() if "=" in item else "true", defaults[key])
         except ValueError as e:
             raise ValueError(f"config arg {key}={value!r}: {e}") from None
-    return ml_collections.ConfigDict(parsed)
+    return types.SimpleNamespace(**parsed)
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every field the pipeline experiment reads, with the paper's defaults (method.md)."""
+    c = ml_collections.ConfigDict()
+    c.experiment = "pipeline"
+    c.seed = 0
+    c.data_dir = ""   # '' -> $PREFILL_ROUTER_DATA or <repo>/../shared/data
+    c.cache_dir = ""  # '' -> $PREFILL_ROUTER_CACHE or ~/.cache/prefill_router
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "llmrouter"  # collect | llmrouter | routellm | routerbench | long
+    c.data.path = ""              # file for routerbench / long formats
+    c.data.subset = "mmlu"        # routellm: mmlu | gsm8k
+    c.data.threshold = 0.5        # graded score >= threshold counts as correct
+    c.data.max_train = 0          # seeded subsample of training prompts after dedup (0 = all)
+    c.data.max_test = 0           # same for test prompts
+    c.data.test_fraction = 0.15   # used when the dataset has no split of its own
+    c.data.stratify_by = "task"
+    # Label collection with local targets (source = collect).
+    c.data.targets = ("smollm2_135m", "gemma3_270m", "qwen25_coder_05b")
+    c.data.num_items = 600
+    c.data.item_seed = 0
+    c.data.mix = "default"
+
+    c.encoders = ("smollm2_135m",)
+    c.extract = ml_collections.ConfigDict()
+    c.extract.max_length = 512
+    c.extract.batch_tokens = 4096
+    c.extract.dtype = "float32"
+    c.extract.truncate = "warn"   # warn | error
+    c.extract.template_kwargs = ml_collections.ConfigDict()
+
+    c.probe = ml_collections.ConfigDict()
+    c.probe.criterion = "fisher"  # fisher | fisher_diag | cv_auc
+    c.probe.poolings = ("last", "mean")
+    c.probe.pca_dim = 64          # features are reduced to this many PCA dims before J (0 = raw)
+    c.probe.shrinkage = 1e-3
+    c.probe.cv_auc = True         # also compute the toolkit's CV-AUC, for comparison
+    c.probe.cv_folds = 5
+    c.probe.cv_pca_dims = (50, 100)  # the toolkit's grid is (50, 100, 150, 200, 300)
+
+    c.router = ml_collections.ConfigDict()
+    c.router.layout = "per_target"  # per_target | shared
+    c.router.pca_dim = 100          # per-target block PCA dims
+    c.router.hidden = (256, 128)
+    c.router.dropout = (0.3, 0.2)
+    c.router.learning_rate = 1e-3
+    c.router.weight_decay = 1e-4
+    c.router.batch_size = 512
+    c.router.max_epochs = 150
+    c.router.patience = 15
+    c.router.val_fraction = 0.15
+    c.router.num_seeds = 10
+    c.router.keep = 5
+
+    c.routing = ml_collections.ConfigDict()
+    c.routing.tolerance = 0.2
+    c.routing.lam = 0.5
+
+    c.baselines = ml_collections.ConfigDict()
+    c.baselines.semantic = True     # kNN and MLP on all-MiniLM-L6-v2 embeddings
+    c.baselines.mf = True
+    c.baselines.sentence_encoder = "minilm_l6"
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.n_boot = 1000
+    return c

@@ -68,7 +68,7 @@ def main(argv):
     import jax  # imported here so that --help stays fast
 
     jax.config.config_with_absl()
-    config = _CONFIG.value
+    config = load_config()
     module = resolve_experiment(config)
     workdir = prepare_workdir(_WORKDIR.value)
     logging.info("JAX %s on %d %s device(s): %s", jax.__version__, jax.device_count(),
@@ -81,10 +81,41 @@ def main(argv):
                  time.time() - start, workdir)
 
 
+USAGE = ("usage: python -m experiments.main --config=configs/<name>.py[:args] --workdir=DIR "
+         "[--config.<field>=<value> ...]")
+
+
+def _last_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    text = lines[-1] if lines else type(e).__name__
+    if isinstance(e, AttributeError) and text.strip("\"'") and text.strip("\"'").isidentifier():
+        return f"unknown config field {text.strip(chr(34) + chr(39))!r} in a --config.<field> override"
+    return text
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing that reports a bad flag, config arg or override in one line."""
+    try:
+        return flags.FLAGS(argv)
+    except (flags.Error, OSError, ValueError, TypeError, AttributeError) as e:
+        print(f"error: {_last_line(e)}\n{USAGE}", file=sys.stderr)
+        sys.exit(2)
+
+
+def load_config():
+    """The parsed config; a config file that failed to load raises only here, on access."""
+    try:
+        config = _CONFIG.value
+        config.get("experiment")  # a placeholder for a failed load raises its IOError on first use
+        return config
+    except OSError as e:
+        raise UsageError(f"cannot load the config: {_last_line(e)}") from None
+
+
 def run_cli():
     logging.set_verbosity(logging.INFO)
     try:
-        app.run(main)
+        app.run(main, flags_parser=parse_flags)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

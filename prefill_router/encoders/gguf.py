@@ -1,0 +1,214 @@
+"""Read a GGUF checkpoint as an HF-style config dict and HF-named float32 tensors.
+
+    hf_config, tensors, tok_meta = read_gguf(path)
+
+* ``hf_config``: the model fields of the config that transformers' GGUF loader builds (same keys
+  and values; bookkeeping like ``id2label`` is left out), e.g. ``model_type`` 'llama' | 'qwen2' |
+  'qwen3' | 'gemma3_text', sizes, ``rope_parameters``, ``rms_norm_eps``, ``tie_word_embeddings``
+  (true when the file has no ``output.weight``), special token ids, and for Gemma3 the
+  sliding-window layout (``layer_types``: every 6th layer global, as llama.cpp hard-codes).
+* ``tensors``: ``{hf_name: np.ndarray float32}`` in HF layout (Linear weights [out, in],
+  embeddings [V, D]), dequantised with ``gguf.quants.dequantize``. Two converter conventions of
+  llama.cpp are undone so that the tensors equal an HF checkpoint's:
+    - llama arch: Q/K rows are permuted per head for interleaved-pair RoPE; they are permuted
+      back to HF's rotate-half layout: rows (h, j, p) -> (h, p, j) for h < heads, j < H/2, p < 2.
+    - gemma3: RMSNorm weights are stored as (1 + w) while HF computes x * (1 + w): 1 is subtracted.
+* ``tok_meta``: every ``tokenizer.*`` field (tokens, merges, scores, token types, special ids,
+  ``tokenizer.chat_template``), for :meth:`PromptTokenizer.from_gguf_metadata`.
+
+Shapes: V vocab, D width, H head dim, F MLP width.
+"""
+import os
+import pathlib
+import re
+
+import gguf
+import numpy as np
+from absl import logging
+
+# GGUF architecture -> HF model_type.
+_MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3": "gemma3_text"}
+# Per-block GGUF tensor name -> HF module path under model.layers.N (norm names differ per family).
+_BLOCK_COMMON = {
+    "attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
+    "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm",
+    "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+}
+_BLOCK_NORMS = {
+    "llama": {"ffn_norm": "post_attention_layernorm"},
+    "qwen2": {"ffn_norm": "post_attention_layernorm"},
+    "qwen3": {"ffn_norm": "post_attention_layernorm"},
+    "gemma3": {"post_attention_norm": "post_attention_layernorm",
+               "ffn_norm": "pre_feedforward_layernorm",
+               "post_ffw_norm": "post_feedforward_layernorm"},
+}
+_GLOBAL = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+_GEMMA3_SLIDING_PATTERN = 6  # llama.cpp: every 6th Gemma3 layer attends globally
+_GEMMA3_LOCAL_ROPE_THETA = 10000.0
+
+
+def hf_tensor_name(gguf_name: str, arch: str) -> str | None:
+    """HF name of a GGUF tensor (``blk.3.attn_q.weight`` -> ``model.layers.3.self_attn.q_proj.weight``)."""
+    m = re.fullmatch(r"blk\.(\d+)\.(\w+)\.(weight|bias)", gguf_name)
+    if m:
+        block, kind, suffix = m.groups()
+        module = _BLOCK_COMMON.get(kind) or _BLOCK_NORMS[arch].get(kind)
+        return None if module is None else f"model.layers.{block}.{module}.{suffix}"
+    m = re.fullmatch(r"(\w+)\.(weight|bias)", gguf_name)
+    if m and m.group(1) in _GLOBAL:
+        return f"{_GLOBAL[m.group(1)]}.{m.group(2)}"
+    return None
+
+
+def unpermute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """Undo llama.cpp's Q/K row permutation: [n_heads*H, ...] rows (h, j, p) -> (h, p, j)."""
+    half = w.shape[0] // n_heads // 2
+    return w.reshape(n_heads, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _open(path: pathlib.Path) -> gguf.GGUFReader:
+    if not path.is_file():
+        raise FileNotFoundError(f"GGUF file {path} does not exist")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ValueError(f"{path} is not a GGUF file (starts with {magic!r}, expected b'GGUF')")
+    try:
+        return gguf.GGUFReader(path)
+    except Exception as e:  # the reader raises ValueError/IndexError/struct errors on bad files
+        raise ValueError(f"{path} is not a readable GGUF file (truncated or corrupt?): "
+                         f"{type(e).__name__}: {e}") from e
+
+
+def _value(field):
+    """A field's value: a str/int/float/bool, a list of str, or a numpy array for numeric arrays."""
+    if field.types and field.types[0] == gguf.GGUFValueType.ARRAY and \
+            field.types[-1] not in (gguf.GGUFValueType.STRING, gguf.GGUFValueType.ARRAY):
+        if not field.data:
+            return np.zeros(0)
+        return np.concatenate([field.parts[i] for i in field.data])
+    return field.contents()
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """All GGUF key/value fields of ``path`` (numeric arrays as numpy arrays)."""
+    reader = _open(pathlib.Path(path))
+    return {k: _value(f) for k, f in reader.fields.items()}
+
+
+def _hf_config(meta: dict, arch: str, tensor_names: set[str]) -> dict:
+    def get(key, default=None, required=True):
+        full = f"{arch}.{key}"
+        if full in meta:
+            return meta[full]
+        if required and default is None:
+            raise ValueError(f"GGUF metadata lacks {full!r}, needed for the HF config")
+        return default
+
+    scaling = get("rope.scaling.type", "none", required=False)
+    if scaling not in ("none", None):
+        raise ValueError(f"GGUF rope scaling {scaling!r} ({arch}.rope.scaling.type) is not supported; "
+                         "only unscaled RoPE is ported")
+    heads = int(get("attention.head_count"))
+    hidden = int(get("embedding_length"))
+    vocab = get("vocab_size", None, required=False)
+    if vocab is None:
+        vocab = len(meta["tokenizer.ggml.tokens"])
+    cfg = {
+        "model_type": _MODEL_TYPES[arch],
+        "vocab_size": int(vocab),
+        "hidden_size": hidden,
+        "intermediate_size": int(get("feed_forward_length")),
+        "num_hidden_layers": int(get("block_count")),
+        "num_attention_heads": heads,
+        "num_key_value_heads": int(get("attention.head_count_kv", heads)),
+        "max_position_embeddings": int(get("context_length")),
+        "rms_norm_eps": float(get("attention.layer_norm_rms_epsilon")),
+        "tie_word_embeddings": "output.weight" not in tensor_names,
+        "attention_bias": "blk.0.attn_q.bias" in tensor_names,
+    }
+    for key, hf_key in (("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"),
+                        ("padding_token_id", "pad_token_id")):
+        if f"tokenizer.ggml.{key}" in meta:
+            cfg[hf_key] = int(meta[f"tokenizer.ggml.{key}"])
+    theta = float(get("rope.freq_base", 10000.0, required=False))
+    if arch == "llama":
+        cfg["head_dim"] = int(get("rope.dimension_count", hidden // heads, required=False))
+        cfg.update(hidden_act="silu", mlp_bias=False,
+                   rope_parameters={"rope_theta": theta, "rope_type": "default"})
+    elif arch == "qwen2":
+        if not cfg["attention_bias"]:
+            raise ValueError("a qwen2 GGUF must have q/k/v biases (blk.0.attn_q.bias is missing)")
+        del cfg["attention_bias"]  # HF Qwen2 always has q/k/v biases and no such field
+        cfg.update(hidden_act="silu", use_sliding_window=False, sliding_window=None,
+                   layer_types=["full_attention"] * cfg["num_hidden_layers"],
+                   rope_parameters={"rope_theta": theta, "rope_type": "default"})
+    elif arch == "qwen3":
+        cfg["head_dim"] = int(get("attention.key_length", hidden // heads, required=False))
+        cfg.update(hidden_act="silu", use_sliding_window=False, sliding_window=None,
+                   layer_types=["full_attention"] * cfg["num_hidden_layers"],
+                   rope_parameters={"rope_theta": theta, "rope_type": "default"})
+    elif arch == "gemma3":
+        head_dim = int(get("attention.key_length", hidden // heads, required=False))
+        n = cfg["num_hidden_layers"]
+        cfg.update(
+                head_dim=head_dim, hidden_activation="gelu_pytorch_tanh",
+                query_pre_attn_scalar=head_dim,  # as llama.cpp (except its 27B special case)
+                sliding_window=int(get("attention.sliding_window")),
+                layer_types=["full_attention" if (i + 1) % _GEMMA3_SLIDING_PATTERN == 0
+                             else "sliding_attention" for i in range(n)],
+                rope_parameters={
+                        "sliding_attention": {"rope_type": "default",
+                                              "rope_theta": _GEMMA3_LOCAL_ROPE_THETA},
+                        "full_attention": {"rope_type": "default", "rope_theta": theta}},
+                final_logit_softcapping=None, attn_logit_softcapping=None,
+                use_bidirectional_attention=False)
+    return cfg
+
+
+def _dequantize(tensor, path: pathlib.Path) -> np.ndarray:
+    qtype = tensor.tensor_type
+    try:
+        values = gguf.quants.dequantize(tensor.data, qtype)
+    except NotImplementedError as e:
+        raise ValueError(f"{path}: tensor {tensor.name} uses quantisation {qtype.name}, which the "
+                         "gguf package cannot dequantise; re-export the model with a common type "
+                         "(F32/F16/BF16/Q4_0..Q8_0/Q*_K)") from e
+    shape = tuple(int(s) for s in reversed(tensor.shape))  # GGML lists ne0 (fastest) first
+    # copy=True for F32, whose "dequantised" values are a view of the memory-mapped file
+    return np.array(values, dtype=np.float32, copy=qtype == gguf.GGMLQuantizationType.F32).reshape(shape)
+
+
+def read_gguf(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray], dict]:
+    """(hf_config, {hf_name: float32 array}, tokenizer metadata) of a GGUF file; see module doc.
+
+    Raises ValueError on a non-GGUF/truncated file, an unknown architecture, an unsupported
+    quantisation type, or a tensor with no HF counterpart.
+    """
+    path = pathlib.Path(path)
+    reader = _open(path)
+    meta = {k: _value(f) for k, f in reader.fields.items()}
+    arch = meta.get("general.architecture")
+    if arch not in _MODEL_TYPES:
+        raise ValueError(f"{path}: GGUF architecture {arch!r} is not supported; supported: "
+                         f"{sorted(_MODEL_TYPES)}")
+    names = {t.name for t in reader.tensors}
+    config = _hf_config(meta, arch, names)
+    unmapped = sorted(n for n in names if hf_tensor_name(n, arch) is None)
+    if unmapped:
+        raise ValueError(f"{path}: GGUF tensors with no HF counterpart for arch {arch!r}: "
+                         f"{unmapped[:10]}{' ...' if len(unmapped) > 10 else ''}")
+    tensors = {}
+    for t in reader.tensors:
+        w = _dequantize(t, path)
+        if arch == "llama" and re.search(r"\.attn_[qk]\.", t.name):
+            n = config["num_attention_heads"] if ".attn_q." in t.name else config["num_key_value_heads"]
+            w = unpermute_qk(w, n)
+        if arch == "gemma3" and t.name.endswith("norm.weight"):
+            w = w - np.float32(1.0)
+        tensors[hf_tensor_name(t.name, arch)] = w
+    tok_meta = {k: v for k, v in meta.items() if k.startswith("tokenizer.")}
+    logging.info("read %s: %s, %d tensors, %.1f M params", path.name, config["model_type"],
+                 len(tensors), sum(w.size for w in tensors.values()) / 1e6)
+    return config, tensors, tok_meta

@@ -1,0 +1,5 @@
+"""Qwen2 family: config conversion; tensors use the llama key map."""
+from prefill_router.encoders.llama.params import IGNORED_KEYS, KEY_MAP, rename_key
+from prefill_router.encoders.qwen2.modeling import MODEL_TYPES, config_from_hf
+
+__all__ = ["MODEL_TYPES", "config_from_hf", "KEY_MAP", "IGNORED_KEYS", "rename_key"]

@@ -1,0 +1,86 @@
+"""Multi-host feature extraction: process setup, chunk assignment, barriers, local meshes.
+
+Every host runs the same `extract_features` call on the same prompt list and shared `store_dir`.
+Host p computes the missing chunks i with ``i % P == p`` on its own (local) devices and writes them
+into the shared store; after a barrier, process 0 verifies every chunk and writes the manifest; a
+second barrier lets all hosts read the finished store. The features are identical to a 1-host run
+because chunk contents depend only on the prompts, never on which host or batch computed them.
+
+`maybe_initialize` reads its settings from (first match wins): the arguments; the environment
+variables ``PREFILL_ROUTER_COORDINATOR`` / ``PREFILL_ROUTER_NUM_PROCESSES`` / ``PREFILL_ROUTER_PROCESS_ID``;
+JAX's own ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``; a SLURM job with more
+than one task (``SLURM_NTASKS`` > 1: JAX's SLURM cluster detection fills in the rest).
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import AxisType, Mesh
+
+_ENV_SETS = (
+    ("PREFILL_ROUTER_COORDINATOR", "PREFILL_ROUTER_NUM_PROCESSES", "PREFILL_ROUTER_PROCESS_ID"),
+    ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"),
+)
+
+
+def _resolve(coordinator_address, num_processes, process_id):
+    for addr_var, num_var, id_var in _ENV_SETS:
+        coordinator_address = coordinator_address or os.environ.get(addr_var) or None
+        if num_processes is None and os.environ.get(num_var):
+            num_processes = int(os.environ[num_var])
+        if process_id is None and os.environ.get(id_var):
+            process_id = int(os.environ[id_var])
+    return coordinator_address, num_processes, process_id
+
+
+def maybe_initialize(coordinator_address: str | None = None, num_processes: int | None = None,
+                     process_id: int | None = None) -> bool:
+    """Calls `jax.distributed.initialize` when a multi-process setting is found; returns whether JAX runs
+    multi-process afterwards. Must run before any other JAX call. Idempotent."""
+    if jax.distributed.is_initialized():
+        return True
+    addr, num, pid = _resolve(coordinator_address, num_processes, process_id)
+    slurm = int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
+    if num is not None and num <= 1:
+        return False
+    if addr is None and num is None and not slurm:
+        return False
+    if not slurm and (addr is None or num is None or pid is None):
+        raise ValueError(f"incomplete multi-process setting: coordinator={addr!r}, num_processes={num!r}, "
+                         f"process_id={pid!r}; set all three (e.g. PREFILL_ROUTER_COORDINATOR=host:port, "
+                         f"PREFILL_ROUTER_NUM_PROCESSES=P, PREFILL_ROUTER_PROCESS_ID=p)")
+    logging.info("jax.distributed.initialize(coordinator=%s, num_processes=%s, process_id=%s)", addr, num, pid)
+    jax.distributed.initialize(coordinator_address=addr, num_processes=num, process_id=pid)
+    return True
+
+
+def process_index() -> int:
+    return jax.process_index()
+
+
+def process_count() -> int:
+    return jax.process_count()
+
+
+def chunks_for_process(chunk_ids: Sequence[int], index: int | None = None, count: int | None = None) -> list[int]:
+    """The chunks that host `index` of `count` computes: chunk i goes to host i % count."""
+    index = process_index() if index is None else index
+    count = process_count() if count is None else count
+    return [int(i) for i in chunk_ids if int(i) % count == index]
+
+
+def barrier(name: str) -> None:
+    """Blocks until every process reaches the barrier `name` (no-op with one process)."""
+    if process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(name)
+
+
+def local_data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """1-D mesh with axis 'data' (Auto axis type) over this process's devices, or over `devices`."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    return Mesh(np.asarray(devices), ("data",), axis_types=(AxisType.Auto,))

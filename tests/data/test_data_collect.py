@@ -1,0 +1,140 @@
+"""Cloze scoring against a direct full-logits computation; labels, prices and the on-disk cache."""
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from prefill_router.data import collect
+from prefill_router.data.dataset import RoutingDataset
+from prefill_router.data.synthetic import MCItem, generate_items
+from prefill_router.encoders.loading import random_model
+
+
+class CharTokenizer:
+    """Character-level test tokenizer over a 61-token vocabulary; optionally prepends BOS=1."""
+    pad_id, eos_id = 0, 2
+
+    def __init__(self, bos: bool):
+        self.bos = bos
+
+    def encode_batch(self, texts, max_length=None, truncate=False):
+        ids = [([1] if self.bos else []) + [3 + ord(c) % 58 for c in t] for t in texts]
+        return ids, np.zeros(len(ids), bool)
+
+
+@dataclasses.dataclass
+class FakeEncoder:
+    name: str
+    model: object
+    tokenizer: CharTokenizer
+    weights_sha256: str = "0" * 64
+
+
+ITEMS = [MCItem("What is 2 + 3?", ["5", "6", "4"], 0, "add", 1),
+         MCItem("Spell 'cat' backwards.", ["tac", "act", "cta", "atc"], 0, "reverse", 1),
+         MCItem("What is True or False?", ["True", "False"], 0, "boolean", 1),
+         MCItem("Which number is the largest: 31, 13, 33, 30?", ["31", "13", "33", "30"], 2, "compare", 2)]
+
+
+def direct_scores(enc, items):
+    """Unbatched reference: full logits of each prompt+option sequence, summed option log-probs."""
+    out = np.full((len(items), max(len(it.options) for it in items)), -np.inf)
+    for i, it in enumerate(items):
+        prompt = enc.tokenizer.encode_batch([collect.cloze_prompt(it.question)])[0][0]
+        for o, opt in enumerate(it.options):
+            seq = enc.tokenizer.encode_batch([collect.cloze_prompt(it.question) + " " + opt])[0][0]
+            assert seq[:len(prompt)] == prompt
+            ids = np.asarray([seq], np.int32)
+            logits = np.asarray(enc.model(ids, np.ones_like(ids), return_logits=True).logits[0], np.float64)
+            logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+                - logits.max(-1, keepdims=True)
+            out[i, o] = sum(logp[t - 1, seq[t]] for t in range(len(prompt), len(seq)))
+    return out
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2", "gemma3"])
+def enc(request):
+    return FakeEncoder(f"tiny_{request.param}", random_model(request.param, seed=3),
+                       CharTokenizer(bos=request.param == "gemma3"))
+
+
+def test_score_items_matches_direct_logprobs(enc):
+    got = collect.score_items(enc, ITEMS, batch_size=4, progress=False)
+    want = direct_scores(enc, ITEMS)
+    assert got.shape == (4, 4)
+    assert np.isneginf(got[0, 3]) and np.isneginf(got[2, 2:]).all()
+    np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], rtol=1e-5, atol=1e-4)
+
+
+def test_batching_does_not_change_scores():
+    enc = FakeEncoder("tiny", random_model("gemma3", seed=1), CharTokenizer(bos=True))
+    a = collect.score_items(enc, ITEMS, batch_size=1, progress=False)
+    b = collect.score_items(enc, ITEMS, batch_size=16, progress=False)
+    c = collect.score_items(enc, ITEMS[::-1], batch_size=4, progress=False)[::-1]
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-4)
+
+
+def test_mean_normalisation_divides_by_option_tokens():
+    enc = FakeEncoder("tiny", random_model("llama", seed=0), CharTokenizer(bos=False))
+    s = collect.score_items(enc, ITEMS[:2], progress=False)
+    m = collect.score_items(enc, ITEMS[:2], normalize="mean", progress=False)
+    lengths = np.array([[2, 2, 2, 0], [4, 4, 4, 4]])  # " 5" is 2 characters, " tac" 4
+    np.testing.assert_allclose(m[lengths > 0], s[lengths > 0] / lengths[lengths > 0], rtol=1e-6)
+    with pytest.raises(ValueError, match="normalize"):
+        collect.score_items(enc, ITEMS[:2], normalize="max", progress=False)
+
+
+def test_correctness_is_argmax_equals_answer():
+    scores = np.array([[0.0, -1.0, -np.inf], [-2.0, -1.0, -3.0], [-1.0, -1.0, -5.0]])
+    items = [MCItem("a", ["x", "y"], 0, "t", 1), MCItem("b", ["x", "y", "z"], 0, "t", 1),
+             MCItem("c", ["x", "y", "z"], 1, "t", 1)]
+    np.testing.assert_array_equal(collect.correctness(scores, items), [1.0, 0.0, 0.0])
+
+
+def test_price_counts_non_embedding_params():
+    model = random_model("qwen2", seed=0)  # untied: embed [V, D] and lm_head [D, V] both excluded
+    cfg = model.config
+    total = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(__import__("flax").nnx.state(model)))
+    expected = total - 2 * cfg.vocab_size * cfg.hidden_size
+    assert collect.non_embedding_params(model) == expected
+    assert collect.price_per_m_tokens(model) == pytest.approx(collect.PRICE_PER_GFLOP * 2 * expected / 1e9)
+
+
+def test_collect_labels_builds_dataset_and_reuses_cache(tmp_path, monkeypatch):
+    items = generate_items(24, seed=5, mix={"add": 1, "reverse": 1, "boolean": 1})
+    targets = [FakeEncoder("tiny_a", random_model("llama", seed=1), CharTokenizer(False)),
+               FakeEncoder("tiny_b", random_model("qwen2", seed=2), CharTokenizer(False), "1" * 64)]
+    ds = collect.collect_labels(targets, items, cache_dir=tmp_path, batch_size=8, progress=False, split_seed=1)
+    assert isinstance(ds, RoutingDataset)
+    assert ds.targets == ["tiny_a", "tiny_b"] and ds.num_rows == 24 and ds.has_split
+    assert set(ds.split) <= {"train", "test"} and (ds.split == "test").sum() > 0
+    for j, t in enumerate(targets):
+        want = collect.correctness(collect.score_items(t, items, progress=False), items)
+        row_of = {p: i for i, p in enumerate(ds.prompts)}
+        order = [row_of[collect.router_prompt(it)] for it in items]
+        np.testing.assert_array_equal(ds.labels[order, j], want)
+    assert ds.prices["tiny_b"][0] > 0 and ds.costs.shape == (24, 2) and np.all(ds.costs > 0)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("recomputed although cached")
+    monkeypatch.setattr(collect, "score_items_raw", boom)
+    again = collect.collect_labels(targets, items, cache_dir=tmp_path, progress=False, split_seed=1)
+    np.testing.assert_array_equal(again.labels, ds.labels)
+    np.testing.assert_array_equal(again.split, ds.split)
+    # a cached target given by name is not even loaded
+    named = collect.collect_labels(["tiny_a", "tiny_b"], items, cache_dir=tmp_path, progress=False, split_seed=1,
+                                   loader=boom)
+    np.testing.assert_array_equal(named.labels, ds.labels)
+    # other items -> other cache entry -> recompute (boom)
+    with pytest.raises(AssertionError, match="recomputed"):
+        collect.collect_labels(targets, items[:-1], cache_dir=tmp_path, progress=False)
+
+
+def test_empty_inputs_raise():
+    enc = FakeEncoder("tiny", random_model("llama", seed=0), CharTokenizer(bos=False))
+    with pytest.raises(ValueError, match="items is empty"):
+        collect.score_items(enc, [], progress=False)
+    with pytest.raises(ValueError, match="targets is empty"):
+        collect.collect_labels([], ITEMS)

@@ -1,0 +1,89 @@
+"""Encoder model behaviour without torch: preset parameter counts (abstract, no allocation), pooling
+conventions, jit-once per shape, functional `encode` under sharding, bf16 compute, input checks."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from prefill_router.encoders import EncoderConfig, abstract_model, count_params, encode, random_model
+
+IDS = np.array([[5, 9, 11, 3, 7, 0, 0], [0, 0, 4, 8, 6, 2, 9]], np.int32)
+MASK = np.array([[1, 1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1, 1]], np.int32)
+
+
+@pytest.mark.parametrize("preset,count", [("smollm2_135m", 134_515_008), ("gemma3_270m", 268_098_176),
+                                          ("qwen25_05b", 630_167_424), ("qwen3_06b", 596_049_920),
+                                          ("llama32_1b", 1_235_814_400)])
+def test_preset_parameter_counts_without_allocation(preset, count):
+    model = abstract_model(getattr(EncoderConfig, preset)())
+    assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(nnx.state(model)))
+    assert count_params(model) == count
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    return random_model("gemma3", seed=2)
+
+
+def test_pooling_matches_hidden_and_logits_match_unembed(gemma):
+    out = gemma(IDS, MASK, return_hidden=True, return_logits=True, return_final_hidden=True)
+    cfg = gemma.config
+    assert out.last.shape == out.mean.shape == (cfg.num_layers + 1, 2, cfg.hidden_size)
+    assert out.last.dtype == jnp.float32 and out.logits.shape == (2, 7, cfg.vocab_size)
+    h = np.asarray(out.hidden)
+    np.testing.assert_allclose(out.last[:, 0], h[:, 0, 4], atol=1e-6)
+    np.testing.assert_allclose(out.last[:, 1], h[:, 1, 6], atol=1e-6)
+    np.testing.assert_allclose(out.mean[:, 1], h[:, 1, 2:].mean(1), atol=1e-5)
+    emb = np.asarray(gemma.embed[...])[IDS[0, 0]] * np.sqrt(cfg.hidden_size)   # l = 0: scaled embedding
+    np.testing.assert_allclose(h[0, 0, 0], emb, rtol=1e-6)
+    picked = gemma.unembed(out.final_hidden[:, 3])
+    np.testing.assert_allclose(picked, out.logits[:, 3], atol=1e-5)
+    assert np.abs(np.asarray(out.logits)).max() <= cfg.final_logit_softcapping
+    no_extras = gemma(IDS, MASK)
+    assert no_extras.hidden is None and no_extras.logits is None and no_extras.final_hidden is None
+
+
+def test_jits_once_per_shape_and_encode_under_sharding(gemma):
+    graphdef, state = nnx.split(gemma)
+    traces = []
+
+    def counted(g, s, i, m):
+        traces.append(i.shape)
+        return encode(g, s, i, m)
+
+    mesh = Mesh(np.array(jax.devices()[:2]), ("data",))
+    batch = NamedSharding(mesh, P("data"))
+    fn = jax.jit(counted, static_argnums=0, in_shardings=(NamedSharding(mesh, P()), batch, batch),
+                 out_shardings=NamedSharding(mesh, P(None, "data")))
+    want = gemma(IDS, MASK)
+    last, mean = fn(graphdef, state, IDS, MASK)
+    np.testing.assert_allclose(last, want.last, atol=1e-5)
+    np.testing.assert_allclose(mean, want.mean, atol=1e-5)
+    fn(graphdef, state, IDS[::-1].copy(), MASK[::-1].copy())
+    assert len(traces) == 1
+    fn(graphdef, state, IDS[:, :6], MASK[:, :6])
+    assert len(traces) == 2
+
+
+def test_bf16_compute_returns_float32_close_to_float32():
+    """bf16 keeps ~3 significant digits: a loose relative tolerance is the point of the check."""
+    f32 = random_model("llama", seed=5)
+    bf16 = random_model("llama", seed=5, dtype=jnp.bfloat16)
+    a, b = f32(IDS, MASK), bf16(IDS, MASK)
+    assert b.last.dtype == jnp.float32 and bf16.blocks.q[...].dtype == jnp.bfloat16
+    scale = np.abs(np.asarray(a.mean)).max()
+    np.testing.assert_allclose(b.mean, a.mean, atol=0.05 * scale)
+
+
+def test_input_checks():
+    model = random_model("llama", max_position_embeddings=6)
+    with pytest.raises(ValueError, match="exceeds max_position_embeddings=6"):
+        model(IDS, MASK)
+    with pytest.raises(ValueError, match="at least one real token"):
+        model(IDS[:, :6], np.zeros((2, 6), np.int32))
+    with pytest.raises(ValueError, match="attention_mask shape"):
+        model(IDS[:, :6], MASK[:, :5])
+    with pytest.raises(ValueError, match="unknown encoder family"):
+        random_model("gpt2")

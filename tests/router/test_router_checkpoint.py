@@ -1,0 +1,83 @@
+"""Router checkpoints: save -> load gives identical predictions without training data; clear errors."""
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import prefill_router
+from prefill_router import checkpointing
+from prefill_router.router import blocks, ensemble, model
+
+TARGETS = ("alpha", "beta")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_compile():
+    old = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", old)
+
+
+def _lookup(n=23, seed=0):
+    rng = np.random.default_rng(seed)
+    return {("enc", 2, "mean"): rng.normal(size=(n, 9)),
+            blocks.FeatureSource("enc", 3, "last", {"enable_thinking": True}): rng.normal(size=(n, 6))}
+
+
+def _bundle():
+    specs = [blocks.BlockSpec("alpha", "enc", 2, "mean", 4),
+             blocks.BlockSpec("beta", "enc", 3, "last", 3, {"enable_thinking": True})]
+    transforms, _ = blocks.build_design(_lookup(), specs, np.arange(18))
+    cfg = model.TrunkConfig(d_in=7, n_targets=2, hidden=(5,), dropout=(0.1,))
+    init = jax.jit(jax.vmap(lambda k: model.init_params(cfg, k)[1]))
+    params = jax.tree.map(np.asarray, init(jax.random.split(jax.random.PRNGKey(0), 3)))
+    ens = ensemble.Ensemble(cfg, params, (42, 44, 43), np.array([0.5, 0.6, 0.7]), TARGETS)
+    return ensemble.RouterBundle(
+        targets=TARGETS, blocks=specs, transforms=transforms, ensemble=ens,
+        prices={"alpha": (3.0, 15.0), "beta": (0.1, 0.4)},
+        cost_table={"alpha": {"output_tokens_median": 500.0}, "beta": {"output_tokens_median": 900.0}},
+        encoders={"enc": {"registry": "tiny_llama", "weights_sha256": "ab" * 32}},
+        train_config={"batch_size": 512})
+
+
+def test_save_load_roundtrip_identical_predictions(tmp_path):
+    bundle = _bundle()
+    test = _lookup(n=11, seed=5)
+    p = bundle.predict_from_features(test)
+    path = checkpointing.save_router(tmp_path / "router", bundle)
+    assert path.is_absolute() and not list(tmp_path.glob("*.tmp-*"))
+    loaded = checkpointing.load_router(tmp_path / "router")
+    np.testing.assert_array_equal(loaded.predict_from_features(test), p)
+    assert loaded.targets == TARGETS and loaded.blocks == bundle.blocks
+    assert loaded.prices == bundle.prices and loaded.encoders == bundle.encoders
+    assert loaded.package_version == prefill_router.__version__ and loaded.ensemble.seeds == (42, 44, 43)
+    for a, b in zip(loaded.transforms, bundle.transforms):
+        np.testing.assert_array_equal(a.components, b.components)
+    # per-query cost = n_in * price_in / 1e6 + median_out * price_out / 1e6
+    np.testing.assert_allclose(loaded.expected_costs([100.0]),
+                               [[100 * 3e-6 + 500 * 15e-6, 100 * 0.1e-6 + 900 * 0.4e-6]])
+    with pytest.raises(FileExistsError):
+        checkpointing.save_router(tmp_path / "router", bundle)
+    checkpointing.save_router(tmp_path / "router", bundle, overwrite=True)
+
+
+def test_load_errors(tmp_path):
+    bundle = _bundle()
+    path = checkpointing.save_router(tmp_path / "r", bundle)
+    meta = json.loads((path / "router.json").read_text())
+    meta["format_version"] = 999
+    (path / "router.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format version 999"):
+        checkpointing.load_router(path)
+    with pytest.raises(FileNotFoundError, match="not a router checkpoint"):
+        checkpointing.load_router(tmp_path / "missing")
+    wrong = _lookup()
+    wrong[("enc", 2, "mean")] = wrong[("enc", 2, "mean")][:, :8]
+    with pytest.raises(ValueError, match=r"block 'alpha'.*expects \[N, 9\]"):
+        bundle.predict_from_features(wrong)
+    with pytest.raises(ValueError, match="targets"):
+        ensemble.RouterBundle(("alpha",), bundle.blocks, bundle.transforms, bundle.ensemble)
+    with pytest.raises(ValueError, match="ordered"):
+        ensemble.RouterBundle(("beta", "alpha"), bundle.blocks, bundle.transforms, bundle.ensemble)

@@ -1,0 +1,137 @@
+"""Seed-ensemble training: vmapped == sequential, determinism, keep-best, resume, learning, input errors.
+
+All trainings share one problem shape so the compiled per-seed program is reused across tests.
+"""
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from prefill_router.router import train
+
+N, D, K = 64, 7, 3
+CFG = train.TrainConfig(hidden=(8, 6), dropout=(0.3, 0.2), learning_rate=1e-2, batch_size=16, max_epochs=14,
+                        patience=4, seeds=(0, 1, 2, 3), keep=2, checkpoint_every=4)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_compile():
+    """Cut XLA compile time (most of this module's runtime on a shared CPU); restored afterwards."""
+    old = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", old)
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(N, D)).astype(np.float32)
+    w = rng.normal(size=(D, K))
+    y = (x @ w > 0).astype(np.float32)
+    m = rng.random((N, K)) > 0.15
+    y[~m] = np.nan
+    return x, y, m
+
+
+def _leaves(ens):
+    return [np.asarray(a) for a in jax.tree.leaves(ens.params)]
+
+
+@pytest.fixture(scope="module")
+def vmapped():
+    return train.train_ensemble(*_data(), CFG)
+
+
+def test_learns_and_reports(vmapped):
+    rep = vmapped.report
+    assert rep.n_val == 10 and rep.n_train == 54  # ceil(0.15 * 64) validation rows
+    assert np.all(np.isfinite(rep.best_val)) and np.all(rep.best_epoch >= 1)
+    # training loss goes down over the first epochs for every seed
+    assert np.all(rep.train_history[:, 3] < rep.train_history[:, 0])
+    x, y, m = _data()
+    p = vmapped.predict(x)
+    assert p.shape == (N, K) and np.all((p > 0) & (p < 1))
+    acc = ((p > 0.5) == (y > 0.5))[m].mean()
+    assert acc > 0.75
+
+
+def test_vmapped_equals_sequential(vmapped):
+    seq = train.train_seeds_sequential(*_data(), CFG)
+    np.testing.assert_allclose(seq.report.best_val, vmapped.report.best_val, atol=1e-6)
+    np.testing.assert_array_equal(seq.report.epochs_run, vmapped.report.epochs_run)
+    assert seq.seeds == vmapped.seeds
+    for a, b in zip(_leaves(seq), _leaves(vmapped)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_same_seed_same_result_and_keep_best(vmapped):
+    again = train.train_ensemble(*_data(), CFG)
+    for a, b in zip(_leaves(again), _leaves(vmapped)):
+        np.testing.assert_array_equal(a, b)
+    full = train.train_ensemble(*_data(), dataclasses.replace(CFG, keep=4))  # same program, all members kept
+    order = np.argsort(full.report.best_val, kind="stable")
+    assert full.seeds == tuple(CFG.seeds[i] for i in order)
+    assert vmapped.seeds == full.seeds[:2]
+    np.testing.assert_array_equal(vmapped.val_losses, np.sort(full.report.best_val)[:2])
+    for a, b in zip(_leaves(vmapped), _leaves(full)):
+        np.testing.assert_array_equal(a, b[:2])
+    # the ensemble averages sigmoids of the kept members, not logits
+    x = _data()[0][:5]
+    members = [train.Ensemble(full.config, jax.tree.map(lambda a: a[i:i + 1], full.params), (s,), full.val_losses[i:i + 1])
+               for i, s in enumerate(full.seeds)]
+    np.testing.assert_allclose(full.predict(x), np.mean([e.predict(x) for e in members], axis=0), atol=1e-6)
+
+
+def test_resume_after_interruption_equals_uninterrupted(vmapped, tmp_path):
+    class Interrupt(Exception):
+        pass
+
+    def stop(epoch, state):
+        if epoch >= 7:
+            raise Interrupt
+
+    cfg = dataclasses.replace(CFG, checkpoint_every=7)  # same compiled program, chunks of 7 epochs
+    assert vmapped.report.epochs_run.max() > 7  # training outlasts the interruption
+    with pytest.raises(Interrupt):
+        train.train_ensemble(*_data(), cfg, checkpoint_dir=tmp_path / "ckpt", callback=stop)
+    seen = []
+    resumed = train.train_ensemble(*_data(), cfg, checkpoint_dir=tmp_path / "ckpt",
+                                   callback=lambda e, s: seen.append(e))
+    assert seen and seen[0] > 7  # it continued from epoch 7, not from scratch
+    for a, b in zip(_leaves(resumed), _leaves(vmapped)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(resumed.report.val_history, vmapped.report.val_history)
+    with pytest.raises(ValueError, match="other data or config"):
+        x, y, m = _data(seed=1)
+        train.train_ensemble(x, y, m, cfg, checkpoint_dir=tmp_path / "ckpt")
+
+
+def test_single_class_target_is_flagged(caplog):
+    x, y, m = _data()
+    y[m[:, 1], 1] = 1.0
+    ens = train.train_ensemble(x, y, m, CFG, target_names=("a", "b", "c"))
+    assert ens.report.single_class_targets == ("b",)
+    assert ens.target_names == ("a", "b", "c")
+    assert ens.predict(x)[:, 1].mean() > 0.5
+
+
+def test_input_errors():
+    x, y, m = _data()
+    bad = x.copy()
+    bad[[5, 9], 0] = np.nan
+    with pytest.raises(ValueError, match=r"\[5, 9\]"):
+        train.train_ensemble(bad, y, m, CFG)
+    m2 = m.copy()
+    m2[:, 2] = False
+    with pytest.raises(ValueError, match="no observed training label"):
+        train.train_ensemble(x, y, m2, CFG)
+    with pytest.raises(ValueError, match="one N"):
+        train.train_ensemble(x[:-1], y, m, CFG)
+    y2 = y.copy()
+    y2[0, 0], m2 = np.nan, m.copy()
+    m2[0, 0] = True
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        train.train_ensemble(x, y2, m2, CFG)
+    with pytest.raises(ValueError, match="keep"):
+        train.TrainConfig(seeds=(1, 2), keep=3)
