@@ -67,12 +67,15 @@ def main(argv):
         raise UsageError(f"unexpected positional arguments: {' '.join(argv[1:])}")
     import jax  # imported here so that --help stays fast
 
+    from prefill_router.features import distributed
+
     jax.config.config_with_absl()
+    distributed.maybe_initialize()  # multi-host runs: settings from the environment (see launch/)
     config = load_config()
     module = resolve_experiment(config)
     workdir = prepare_workdir(_WORKDIR.value)
-    logging.info("JAX %s on %d %s device(s): %s", jax.__version__, jax.device_count(),
-                 jax.default_backend(), jax.devices())
+    logging.info("JAX %s on %d %s device(s), process %d of %d: %s", jax.__version__, jax.device_count(),
+                 jax.default_backend(), jax.process_index(), jax.process_count(), jax.devices())
     logging.info("Config:\n%s", config)
     write_json_atomic(workdir / "config.json", config.to_dict())
     start = time.time()

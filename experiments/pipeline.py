@@ -14,6 +14,7 @@ import json
 import pathlib
 import time
 
+import jax
 import numpy as np
 from absl import logging
 
@@ -188,6 +189,10 @@ def run(config, workdir: pathlib.Path) -> dict:
 
     with stage("features", timings):
         feats = extract_all(config, ds.prompts)
+    if jax.process_index() != 0:  # multi-host: every host extracted its chunks; host 0 does the rest
+        logging.info("process %d: features done; probing, training and reporting run on process 0",
+                     jax.process_index())
+        return {}
 
     with stage("probe", timings):
         table, choices = probe(config, feats, ds, train, workdir / "probes")
@@ -278,7 +283,7 @@ def write_report(workdir, config, ds, stats, choices, router_result, comparison,
         "## Selected layers (training rows only)", "",
         "| target | encoder | layer | pooling | criterion | score |", "|---|---|---|---|---|---|",
         *[f"| {c.target} | {c.encoder} | {c.layer} | {c.pooling} | {c.criterion} | {c.score:.4g} |" for c in choices],
-        "", "## SharedTrunkNet in detail", "", report_lib.markdown_report(router_result, title="SharedTrunkNet: all metrics").strip(), "",
+        "", report_lib.markdown_report(router_result, title="SharedTrunkNet: all metrics").strip(), "",
         "## Dataset", "", data_lib.format_stats_markdown(stats["all"]), "",
         "## Stage timings (s)", "", " · ".join(f"{k} {v:.1f}" for k, v in timings.items()), "",
         "Plots: `plots/`; probe heat maps and depth curves: `probes/`; router checkpoint: `router/`.",

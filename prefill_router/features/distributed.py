@@ -9,7 +9,8 @@ because chunk contents depend only on the prompts, never on which host or batch 
 `maybe_initialize` reads its settings from (first match wins): the arguments; the environment
 variables ``PREFILL_ROUTER_COORDINATOR`` / ``PREFILL_ROUTER_NUM_PROCESSES`` / ``PREFILL_ROUTER_PROCESS_ID``;
 JAX's own ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``; a SLURM job with more
-than one task (``SLURM_NTASKS`` > 1: JAX's SLURM cluster detection fills in the rest).
+than one task (``SLURM_NTASKS`` > 1: JAX's SLURM cluster detection fills in the rest); or
+``PREFILL_ROUTER_MULTIHOST=1`` alone, which lets JAX detect the cluster itself (Cloud TPU VM pods).
 """
 from __future__ import annotations
 
@@ -48,6 +49,10 @@ def maybe_initialize(coordinator_address: str | None = None, num_processes: int 
     if num is not None and num <= 1:
         return False
     if addr is None and num is None and not slurm:
+        if os.environ.get("PREFILL_ROUTER_MULTIHOST") == "1":
+            logging.info("jax.distributed.initialize() with cluster auto-detection (PREFILL_ROUTER_MULTIHOST=1)")
+            jax.distributed.initialize()
+            return True
         return False
     if not slurm and (addr is None or num is None or pid is None):
         raise ValueError(f"incomplete multi-process setting: coordinator={addr!r}, num_processes={num!r}, "

@@ -1,0 +1,84 @@
+"""End to end: the runlocal pipeline, evaluation from its checkpoint, the route CLI, and one-line errors."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _run(*args, timeout=600, cache=None):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    if cache is not None:  # a private cache: the run fetches and computes everything itself
+        env["PREFILL_ROUTER_CACHE"] = str(cache)
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def runlocal_workdir(tmp_path_factory, cache):
+    workdir = tmp_path_factory.mktemp("runlocal")
+    proc = _run("-m", "experiments.main", "--config=configs/default.py:runlocal", f"--workdir={workdir}",
+                cache=cache)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return workdir
+
+
+def test_runlocal_pipeline_writes_all_artifacts(runlocal_workdir):
+    for name in ("config.json", "metrics.json", "report.md", "data_stats.json", "probes/probes.json",
+                 "router/router.json"):
+        assert (runlocal_workdir / name).is_file(), name
+    metrics = json.loads((runlocal_workdir / "metrics.json").read_text())
+    assert {"router_acc", "oracle_acc", "best_single_acc"} <= set(metrics["headline"])
+    assert set(metrics["comparison"]["rows"]) >= {"SharedTrunkNet", "MF"}
+    assert metrics["router"]["counts"]["n_rows"] > 0
+    assert list((runlocal_workdir / "plots").glob("*.png"))
+    report = (runlocal_workdir / "report.md").read_text()
+    assert "Routers on the test split" in report and "Selected layers" in report
+
+
+def test_evaluate_from_checkpoint_reproduces_the_pipeline_predictions(runlocal_workdir, cache, tmp_path):
+    proc = _run("-m", "experiments.main", f"--config=configs/evaluate.py:checkpoint={runlocal_workdir / 'router'},runlocal",
+                f"--workdir={tmp_path}", cache=cache)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ours = json.loads((tmp_path / "metrics.json").read_text())["router"]["headline"]
+    pipe = json.loads((runlocal_workdir / "metrics.json").read_text())["router"]["headline"]
+    for key in ("router_acc", "brier_mean", "tol/router_acc"):
+        assert ours[key]["value"] == pytest.approx(pipe[key]["value"], abs=1e-6), key
+
+
+def test_route_cli_prints_choice_and_probabilities(runlocal_workdir, cache):
+    proc = _run("-m", "experiments.route", f"--checkpoint={runlocal_workdir / 'router'}", "--prompt",
+                "What is 3 + 4?", "--lam", "0.5", cache=cache)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "route →" in proc.stdout and "P(correct)" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config=configs/default.py:runlocal,bogus=1"], "unknown config arg 'bogus'"),
+    (["--config=configs/does_not_exist.py"], "No such file"),
+    (["--config=configs/default.py:runlocal", "--config.experiment=nope"], "unknown experiment 'nope'"),
+    (["--config=configs/default.py:runlocal", "--config.router.nope=1"], "unknown config field 'nope'"),
+    (["--config=configs/default.py:runlocal", "--bogus_flag"], "Unknown command line flag 'bogus_flag'"),
+])
+def test_bad_command_lines_fail_with_one_line(args, message, tmp_path):
+    proc = _run("-m", "experiments.main", *args, f"--workdir={tmp_path}", timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert message in proc.stderr.splitlines()[0]
+
+
+def test_unwritable_workdir_is_reported(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = _run("-m", "experiments.main", "--config=configs/default.py:runlocal", f"--workdir={blocker}/sub",
+                timeout=120)
+    assert proc.returncode == 2 and "cannot be written" in proc.stderr
