@@ -6,6 +6,7 @@ module exposes ``run(config, workdir) -> dict`` and writes its artifacts under `
 """
 import importlib
 import json
+import logging as std_logging
 import os
 import pathlib
 import sys
@@ -115,8 +116,17 @@ def load_config():
         raise UsageError(f"cannot load the config: {_last_line(e)}") from None
 
 
+class _QuietLibraries(std_logging.Filter):
+    """Drops INFO records from orbax (hundreds of lines per checkpoint) and JAX's backend probing."""
+
+    def filter(self, record):
+        return record.levelno >= std_logging.WARNING or not any(
+            part in record.pathname for part in ("/orbax/", "/jax/_src/"))
+
+
 def run_cli():
     logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(_QuietLibraries())
     try:
         app.run(main, flags_parser=parse_flags)
     except UsageError as e:

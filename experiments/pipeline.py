@@ -117,8 +117,14 @@ def extract_all(config, prompts) -> dict:
 def probe(config, feats: dict, ds, train_rows, outdir: pathlib.Path):
     """Probe table over (encoder, layer, pooling, target) on training rows; per-target layer choice."""
     pc = config.probe
-    cfg = probes_lib.ProbeConfig(shrink=pc.shrinkage, fisher_pca_dim=pc.pca_dim or None,
-                                 pca_dims=tuple(pc.cv_pca_dims), compute_cv=pc.cv_auc, n_splits=pc.cv_folds,
+    narrowest = min(fs.dim for fs, _ in feats.values())
+    pca_dim = min(pc.pca_dim, narrowest, len(train_rows)) or None
+    if pc.pca_dim and pca_dim != pc.pca_dim:
+        logging.warning("probe.pca_dim=%d exceeds the narrowest encoder width / training rows; using %d",
+                        pc.pca_dim, pca_dim)
+    cfg = probes_lib.ProbeConfig(shrink=pc.shrinkage, fisher_pca_dim=pca_dim,
+                                 pca_dims=tuple(d for d in pc.cv_pca_dims if d <= narrowest) or (narrowest,),
+                                 compute_cv=pc.cv_auc, n_splits=pc.cv_folds,
                                  seed=config.seed)
     features = {(name, pooling): fs.get(pooling)[:, train_rows]
                 for name, (fs, _) in feats.items() for pooling in pc.poolings}
@@ -224,16 +230,18 @@ def run(config, workdir: pathlib.Path) -> dict:
                     best_single_index=best_single, operating_tolerance=config.routing.tolerance)
         router_result = report_lib.evaluate_router(predictions["SharedTrunkNet"], **args)
         comparison = report_lib.compare_routers(predictions, **args)
+        two_model = (routellm_metrics(predictions, ds.labels[test], ds.mask[test], prices_in, config)
+                     if ds.num_targets == 2 else None)
         plot_files = plots_lib.plot_result(router_result, workdir / "plots")
 
     metrics = {
         "headline": {k: router_result["headline"][k] for k in HEADLINE if k in router_result["headline"]},
         "router": router_result, "comparison": {k: v for k, v in comparison.items() if k != "markdown"},
         "layer_choices": [dataclasses.asdict(c) for c in choices], "data": stats, "timings_s": timings,
-        "plots": plot_files,
+        "plots": plot_files, "routellm": two_model,
     }
     write_json(workdir / "metrics.json", metrics)
-    write_report(workdir, config, ds, stats, choices, router_result, comparison, timings)
+    write_report(workdir, config, ds, stats, choices, router_result, comparison, timings, two_model)
     return metrics
 
 
@@ -264,7 +272,40 @@ def baselines(config, ds, train, test) -> dict:
     return out
 
 
-def write_report(workdir, config, ds, stats, choices, router_result, comparison, timings) -> None:
+def routellm_metrics(predictions: dict, Y, M, prices_in, config) -> dict:
+    """APGR and CPT(20/50/80 %) per router for a 2-target pool (strong = the pricier target), with CIs.
+
+    Score s = p_strong - p_weak (method.md §7); rows lacking either label are dropped.
+    """
+    from prefill_router.evaluation import bootstrap, curves
+    strong = int(np.argmax(prices_in))
+    weak = 1 - strong
+    rows = np.flatnonzero(M[:, 0] & M[:, 1])
+    out = {}
+    for name, P in predictions.items():
+        score = P[rows, strong] - P[rows, weak]
+
+        def stat(r, score=score):
+            c = curves.routellm_curve(score[r], Y[rows[r], weak], Y[rows[r], strong])
+            return [curves.apgr(c)] + [curves.cpt(c, q) for q in (0.2, 0.5, 0.8)]
+
+        ci = bootstrap.bootstrap_ci(stat, len(rows), n_boot=config.eval.n_boot, seed=config.seed)
+        out[name] = {key: {"value": float(ci["estimate"][i]), "ci_low": float(ci["low"][i]),
+                           "ci_high": float(ci["high"][i])}
+                     for i, key in enumerate(("apgr", "cpt20_pct", "cpt50_pct", "cpt80_pct"))}
+    return out
+
+
+def _routellm_lines(two_model: dict, ds) -> list[str]:
+    fmt = lambda m: report_lib.format_ci(m["value"], m["ci_low"], m["ci_high"])
+    lines = ["## Two-model pool: RouteLLM metrics (strong = pricier target)", "",
+             "| router | APGR | CPT(20%) | CPT(50%) | CPT(80%) |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | " + " | ".join(fmt(m[k]) for k in ("apgr", "cpt20_pct", "cpt50_pct", "cpt80_pct"))
+              + " |" for name, m in two_model.items()]
+    return lines + [""]
+
+
+def write_report(workdir, config, ds, stats, choices, router_result, comparison, timings, two_model=None) -> None:
     h = router_result["headline"]
     fmt = lambda k: report_lib.format_ci(h[k]["value"], h[k]["ci_low"], h[k]["ci_high"])
     router_acc = h["router_acc"]["value"]
@@ -280,6 +321,7 @@ def write_report(workdir, config, ds, stats, choices, router_result, comparison,
         f"captured {fmt('gap_captured_pct')} %. The router {verdict} the best single model "
         f"({router_result['best_single']['name']}, {best_single:.3f}).", "",
         "## Routers on the test split (95% bootstrap CIs)", "", comparison["markdown"], "",
+        *(_routellm_lines(two_model, ds) if two_model else []),
         "## Selected layers (training rows only)", "",
         "| target | encoder | layer | pooling | criterion | score |", "|---|---|---|---|---|---|",
         *[f"| {c.target} | {c.encoder} | {c.layer} | {c.pooling} | {c.criterion} | {c.score:.4g} |" for c in choices],

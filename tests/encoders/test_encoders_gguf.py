@@ -8,7 +8,7 @@ from prefill_router import assets
 from prefill_router.encoders import gguf as gguf_io
 from prefill_router.encoders.registry import ENCODERS
 
-V, D, F, NH, NKV, H, L = 32, 16, 24, 4, 2, 4, 2
+V, D, F, NH, NKV, H, L = 32, 32, 24, 4, 2, 8, 2  # D multiple of 32: Q8_0 rows
 
 
 def _permute_like_llama_cpp(w, n_heads):
@@ -169,7 +169,7 @@ def test_errors_name_the_problem(tmp_path):
     extra = [("blk.0.weird.weight", np.ones((2, 2), np.float32), None)]
     with pytest.raises(ValueError, match=r"no HF counterpart.*blk\.0\.weird\.weight"):
         gguf_io.read_gguf(write_gguf(tmp_path / "u.gguf", "llama", hf, extra_tensors=extra))
-    q81 = np.zeros((D, 36), np.uint8)  # one Q8_1 block (32 values) per row; gguf cannot dequantise Q8_1
+    q81 = np.zeros((F, 40), np.uint8)  # one Q8_1 block (32 values) per row; gguf cannot dequantise Q8_1
     hf2 = dict(hf)
     del hf2["model.layers.0.mlp.up_proj.weight"]
     path = write_gguf(tmp_path / "q81.gguf", "llama", hf2,
