@@ -33,6 +33,7 @@ Axes: N items, O options (max over items), B batch, T tokens, P gathered positio
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -114,20 +115,21 @@ def _pad_positions(n: int) -> int:
     return max(16, 1 << max(0, int(n - 1).bit_length()))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _score_batch(graphdef, state, ids, mask, flat_pos, targets, rows, valid):
+    """ids, mask [B, T]; flat_pos, targets, rows, valid [P] -> per-row sum of option log-probs [B]."""
+    m = nnx.merge(graphdef, state)
+    h = m(ids, mask, return_final_hidden=True).final_hidden          # [B, T, D]
+    h = h.reshape(-1, h.shape[-1])[flat_pos]                         # [P, D]
+    logp = jax.nn.log_softmax(m.unembed(h).astype(jnp.float32), -1)  # [P, V]
+    tok = jnp.take_along_axis(logp, targets[:, None], axis=-1)[:, 0] * valid
+    return jnp.zeros(ids.shape[0], jnp.float32).at[rows].add(tok)
+
+
 def _make_scorer(model: nnx.Module) -> Callable:
-    """jit(state, ids[B,T], mask[B,T], flat_pos[P], targets[P], rows[P], valid[P]) -> per-row sum [B]."""
+    """(ids, mask, flat_pos, targets, rows, valid) -> [B]; compiled once per model structure and shape."""
     graphdef, state = nnx.split(model)
-
-    @jax.jit
-    def score(state, ids, mask, flat_pos, targets, rows, valid):
-        m = nnx.merge(graphdef, state)
-        h = m(ids, mask, return_final_hidden=True).final_hidden          # [B, T, D]
-        h = h.reshape(-1, h.shape[-1])[flat_pos]                         # [P, D]
-        logp = jax.nn.log_softmax(m.unembed(h).astype(jnp.float32), -1)  # [P, V]
-        tok = jnp.take_along_axis(logp, targets[:, None], axis=-1)[:, 0] * valid
-        return jnp.zeros(ids.shape[0], jnp.float32).at[rows].add(tok)
-
-    return lambda *args: score(state, *args)
+    return lambda *args: _score_batch(graphdef, state, *args)
 
 
 def score_sequences(model: nnx.Module, seqs: ClozeSequences, pad_id: int, *, batch_size: int = 32,

@@ -38,6 +38,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from prefill_router.router.policies import route_tolerance as tolerance_choices  # noqa: F401 (re-export)
+from prefill_router.router.policies import tolerance_grid
+
 __all__ = [
     "cost_order", "tolerance_grid", "tolerance_choices", "switch_on_tolerance", "ToleranceSweep", "tolerance_sweep",
     "normalise_costs",
@@ -64,21 +67,6 @@ def cost_order(costs, N: int, K: int) -> np.ndarray:
     c = _as_cost_matrix(costs, N, K)
     idx = np.broadcast_to(np.arange(K), (N, K))
     return np.lexsort((idx, c), axis=-1)
-
-
-def tolerance_grid(P) -> np.ndarray:
-    """[T] every distinct value of p_max(q) − p̂_{q,k} (ascending; includes 0 = argmax)."""
-    P = np.asarray(P, dtype=np.float64)
-    return np.unique((P.max(axis=1, keepdims=True) - P).ravel())
-
-
-def tolerance_choices(P, rank_costs, tol: float) -> np.ndarray:
-    """[N] c_q(τ) = argmin_{k: p̂_k ≥ p_max − τ} rank_cost_k, ties → lowest index (one τ; reference form)."""
-    P = np.asarray(P, dtype=np.float64)
-    N, K = P.shape
-    c = _as_cost_matrix(rank_costs, N, K)
-    eligible = P >= P.max(axis=1, keepdims=True) - tol
-    return np.argmin(np.where(eligible, c, np.inf), axis=1)
 
 
 def switch_on_tolerance(P) -> np.ndarray:

@@ -1,9 +1,11 @@
 """Cloze scoring against a direct full-logits computation; labels, prices and the on-disk cache."""
 import dataclasses
+import functools
 
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from prefill_router.data import collect
 from prefill_router.data.dataset import RoutingDataset
@@ -37,6 +39,16 @@ ITEMS = [MCItem("What is 2 + 3?", ["5", "6", "4"], 0, "add", 1),
          MCItem("Which number is the largest: 31, 13, 33, 30?", ["31", "13", "33", "30"], 2, "compare", 2)]
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _full_logits(graphdef, state, ids, mask):
+    return nnx.merge(graphdef, state)(ids, mask, return_logits=True).logits
+
+
+def full_logits(model, ids, mask):
+    """[1, T, V] logits of every position (the whole vocabulary), one compiled program per model."""
+    return _full_logits(*nnx.split(model), ids, mask)
+
+
 def direct_scores(enc, items):
     """Unbatched reference: full logits of each prompt+option sequence, summed option log-probs."""
     out = np.full((len(items), max(len(it.options) for it in items)), -np.inf)
@@ -45,8 +57,10 @@ def direct_scores(enc, items):
         for o, opt in enumerate(it.options):
             seq = enc.tokenizer.encode_batch([collect.cloze_prompt(it.question) + " " + opt])[0][0]
             assert seq[:len(prompt)] == prompt
-            ids = np.asarray([seq], np.int32)
-            logits = np.asarray(enc.model(ids, np.ones_like(ids), return_logits=True).logits[0], np.float64)
+            ids = np.zeros((1, 64), np.int32)  # one sequence, right-padded to one length: a single compile
+            ids[0, :len(seq)] = seq
+            mask = (np.arange(64) < len(seq)).astype(np.int32)[None]
+            logits = np.asarray(full_logits(enc.model, ids, mask)[0], np.float64)
             logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
                 - logits.max(-1, keepdims=True)
             out[i, o] = sum(logp[t - 1, seq[t]] for t in range(len(prompt), len(seq)))
@@ -96,26 +110,26 @@ def test_correctness_is_argmax_equals_answer():
 def test_price_counts_non_embedding_params():
     model = random_model("qwen2", seed=0)  # untied: embed [V, D] and lm_head [D, V] both excluded
     cfg = model.config
-    total = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(__import__("flax").nnx.state(model)))
+    total = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model)))
     expected = total - 2 * cfg.vocab_size * cfg.hidden_size
     assert collect.non_embedding_params(model) == expected
     assert collect.price_per_m_tokens(model) == pytest.approx(collect.PRICE_PER_GFLOP * 2 * expected / 1e9)
 
 
 def test_collect_labels_builds_dataset_and_reuses_cache(tmp_path, monkeypatch):
-    items = generate_items(24, seed=5, mix={"add": 1, "reverse": 1, "boolean": 1})
+    items = generate_items(16, seed=5, mix={"add": 1, "reverse": 1, "boolean": 1})
     targets = [FakeEncoder("tiny_a", random_model("llama", seed=1), CharTokenizer(False)),
                FakeEncoder("tiny_b", random_model("qwen2", seed=2), CharTokenizer(False), "1" * 64)]
-    ds = collect.collect_labels(targets, items, cache_dir=tmp_path, batch_size=8, progress=False, split_seed=1)
+    ds = collect.collect_labels(targets, items, cache_dir=tmp_path, batch_size=64, progress=False, split_seed=1)
     assert isinstance(ds, RoutingDataset)
-    assert ds.targets == ["tiny_a", "tiny_b"] and ds.num_rows == 24 and ds.has_split
+    assert ds.targets == ["tiny_a", "tiny_b"] and ds.num_rows == 16 and ds.has_split
     assert set(ds.split) <= {"train", "test"} and (ds.split == "test").sum() > 0
     for j, t in enumerate(targets):
-        want = collect.correctness(collect.score_items(t, items, progress=False), items)
+        want = collect.correctness(collect.score_items(t, items, batch_size=64, progress=False), items)
         row_of = {p: i for i, p in enumerate(ds.prompts)}
         order = [row_of[collect.router_prompt(it)] for it in items]
         np.testing.assert_array_equal(ds.labels[order, j], want)
-    assert ds.prices["tiny_b"][0] > 0 and ds.costs.shape == (24, 2) and np.all(ds.costs > 0)
+    assert ds.prices["tiny_b"][0] > 0 and ds.costs.shape == (16, 2) and np.all(ds.costs > 0)
 
     def boom(*args, **kwargs):
         raise AssertionError("recomputed although cached")
