@@ -8,3 +8,5 @@ from .costs import (DEFAULT_OUTPUT_TOKENS, PriceTable, estimate_input_tokens, ex
 from .loaders import (load_dataset, load_llmrouter, load_long_format, load_routellm, load_routerbench,
                       render_llmrouter_prompt, render_multiple_choice)
 from .stats import dataset_stats, format_stats_markdown, write_stats
+from .synthetic import LOCAL_TARGETS_DIFFICULTIES, LOCAL_TARGETS_MIX, MCItem, generate_items
+from .collect import collect_labels, score_items

@@ -57,9 +57,9 @@ def direct_scores(enc, items):
         for o, opt in enumerate(it.options):
             seq = enc.tokenizer.encode_batch([collect.cloze_prompt(it.question) + " " + opt])[0][0]
             assert seq[:len(prompt)] == prompt
-            ids = np.zeros((1, 64), np.int32)  # one sequence, right-padded to one length: a single compile
+            ids = np.zeros((1, 96), np.int32)  # one sequence, right-padded to one length: a single compile
             ids[0, :len(seq)] = seq
-            mask = (np.arange(64) < len(seq)).astype(np.int32)[None]
+            mask = (np.arange(96) < len(seq)).astype(np.int32)[None]
             logits = np.asarray(full_logits(enc.model, ids, mask)[0], np.float64)
             logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
                 - logits.max(-1, keepdims=True)

@@ -82,3 +82,4 @@ def test_unwritable_workdir_is_reported(tmp_path):
     proc = _run("-m", "experiments.main", "--config=configs/default.py:runlocal", f"--workdir={blocker}/sub",
                 timeout=120)
     assert proc.returncode == 2 and "cannot be written" in proc.stderr
+
