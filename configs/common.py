@@ -63,9 +63,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.stratify_by = "task"
     # Label collection with local targets (source = collect).
     c.data.targets = ("smollm2_135m", "gemma3_270m", "qwen25_coder_05b")
-    c.data.num_items = 600
+    c.data.num_items = 400
     c.data.item_seed = 0
-    c.data.mix = "default"
+    c.data.mix = "local_targets"  # local_targets (tuned for the 3 local models) | uniform
 
     c.encoders = ("smollm2_135m",)
     c.extract = ml_collections.ConfigDict()

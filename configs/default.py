@@ -11,7 +11,7 @@ all-MiniLM-L6-v2 embeddings, MF, best single and Oracle, and writes report.md an
 
 Args (`:key=value,...`):
   runlocal      tiny random encoder and targets, 48 items, 2 seeds: the CI smoke test (numbers meaningless).
-  items=N       number of generated items (default 600).
+  items=N       number of generated items (default 400).
   encoders=a+b  encoder registry names (default smollm2_135m).
   source=S      collect (default) | llmrouter | routellm | routerbench | long (then set --config.data.path).
   seed=S        split / training seed.
@@ -21,7 +21,7 @@ from configs import common
 
 
 def get_config(arg=None):
-    a = common.parse_arg(arg, runlocal=False, items=600, encoders=("smollm2_135m",), source="collect", seed=0)
+    a = common.parse_arg(arg, runlocal=False, items=400, encoders=("smollm2_135m",), source="collect", seed=0)
     c = common.base_config()
     c.seed = a.seed
     c.data.source = a.source

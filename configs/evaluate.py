@@ -14,7 +14,7 @@ from configs import default as default_config
 
 
 def get_config(arg=None):
-    a = common.parse_arg(arg, checkpoint="", source="collect", split="test", items=600, seed=0, runlocal=False)
+    a = common.parse_arg(arg, checkpoint="", source="collect", split="test", items=400, seed=0, runlocal=False)
     c = default_config.get_config(f"source={a.source},items={a.items},seed={a.seed}"
                                   + (",runlocal" if a.runlocal else ""))
     c.experiment = "evaluate"

@@ -19,7 +19,6 @@ from ml_collections import config_flags
 EXPERIMENTS = {
     "pipeline": "experiments.pipeline",
     "evaluate": "experiments.evaluate",
-    "transfer": "experiments.transfer",
 }
 
 _CONFIG = config_flags.DEFINE_config_file(

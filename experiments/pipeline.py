@@ -55,8 +55,12 @@ def load_routing_data(config) -> data_lib.RoutingDataset:
         raise ValueError(f"unknown data.source {d.source!r}; choose one of {', '.join(SOURCES)}")
     if d.source == "collect":
         from prefill_router.data import collect, synthetic
-        mix = None if d.mix == "default" else d.mix.to_dict()
-        items = synthetic.generate_items(d.num_items, seed=d.item_seed, mix=mix)
+        mixes = {"uniform": (None, (1, 2, 3)),
+                 "local_targets": (synthetic.LOCAL_TARGETS_MIX, synthetic.LOCAL_TARGETS_DIFFICULTIES)}
+        if d.mix not in mixes:
+            raise ValueError(f"unknown data.mix {d.mix!r}; choose one of {', '.join(mixes)}")
+        mix, difficulties = mixes[d.mix]
+        items = synthetic.generate_items(d.num_items, seed=d.item_seed, mix=mix, difficulties=difficulties)
         ds = collect.collect_labels(list(d.targets), items, cache_dir=config.cache_dir or None,
                                     test_fraction=d.test_fraction, split_seed=config.seed)
     elif d.source == "llmrouter":
