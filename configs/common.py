@@ -110,3 +110,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.n_boot = 1000
     return c
+
+
+def shrink_for_real_data_smoke_test(c: ml_collections.ConfigDict) -> None:
+    """`runlocal` for configs on real routing data: tiny random encoder, 300/100 prompts, 2 seeds."""
+    c.encoders = ("tiny_llama",)
+    c.data.max_train, c.data.max_test = 300, 100
+    c.router.pca_dim = 16
+    c.router.num_seeds, c.router.keep, c.router.max_epochs = 2, 1, 10
+    c.baselines.sentence_encoder = "tiny_bert"
+    c.eval.n_boot = 100

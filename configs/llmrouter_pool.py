@@ -32,12 +32,7 @@ def get_config(arg=None):
     c.router.layout = a.layout
     c.router.pca_dim = 100  # toolkit example: 850 trunk inputs for 9 targets ≈ 94 per target
     if a.runlocal:
-        c.encoders = ("tiny_llama",)
-        c.data.max_train, c.data.max_test = 300, 100
-        c.router.pca_dim = 16
-        c.router.num_seeds, c.router.keep, c.router.max_epochs = 2, 1, 10
-        c.baselines.sentence_encoder = "tiny_bert"
-        c.eval.n_boot = 100
+        common.shrink_for_real_data_smoke_test(c)
     return c
 
 

@@ -23,12 +23,7 @@ def get_config(arg=None):
     c.encoders = a.encoders
     c.router.pca_dim = 100
     if a.runlocal:
-        c.encoders = ("tiny_llama",)
-        c.data.max_train, c.data.max_test = 300, 100
-        c.router.pca_dim = 16
-        c.router.num_seeds, c.router.keep, c.router.max_epochs = 2, 1, 10
-        c.baselines.sentence_encoder = "tiny_bert"
-        c.eval.n_boot = 100
+        common.shrink_for_real_data_smoke_test(c)
     return c
 
 

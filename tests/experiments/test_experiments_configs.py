@@ -1,0 +1,33 @@
+"""Every config builds with its defaults and its runlocal arg; sweeps enumerate distinct runs."""
+import importlib
+
+import pytest
+
+from configs import common
+
+CONFIGS = ["default", "llmrouter_pool", "routellm_mmlu", "evaluate"]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("arg", [None, "runlocal"])
+def test_config_builds(name, arg):
+    config = importlib.import_module(f"configs.{name}").get_config(arg)
+    assert config.experiment in ("pipeline", "evaluate")
+    assert config.encoders and config.router.keep <= config.router.num_seeds
+
+
+def test_parse_arg_types_and_unknown_keys():
+    a = common.parse_arg("n=3,flag,xs=a+b,lr=0.5", n=1, flag=False, xs=(), lr=1.0)
+    assert (a.n, a.flag, a.xs, a.lr) == (3, True, ("a", "b"), 0.5)
+    with pytest.raises(ValueError, match="unknown config arg 'bogus'"):
+        common.parse_arg("bogus=1", n=1)
+    with pytest.raises(ValueError, match="boolean"):
+        common.parse_arg("flag=maybe", flag=False)
+
+
+@pytest.mark.parametrize("name", ["llmrouter_pool", "routellm_mmlu"])
+def test_sweeps_enumerate_distinct_named_runs(name):
+    from launch import sweep
+    path, _, runs = sweep.load_sweep(f"configs/{name}.py")
+    assert len(runs) >= 3 and len({r["name"] for r in runs}) == len(runs)
+    assert all(sweep.command(path, "", r, path.parent)[3].startswith("--config=") for r in runs)
