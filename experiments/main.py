@@ -19,6 +19,7 @@ from ml_collections import config_flags
 EXPERIMENTS = {
     "pipeline": "experiments.pipeline",
     "evaluate": "experiments.evaluate",
+    "transfer": "experiments.transfer",
 }
 
 _CONFIG = config_flags.DEFINE_config_file(
