@@ -140,7 +140,7 @@ def pca_grid(widths, D: int, n_fit: int) -> tuple:
     return tuple(sorted({min(int(p), cap) for p in widths})) or (cap,)
 
 
-def evaluate_cell(X: np.ndarray, ds, train: np.ndarray, test: np.ndarray, n_layers: int, config) -> list[dict]:
+def evaluate_cell(X: np.ndarray, ds, train: np.ndarray, test: np.ndarray, config) -> list[dict]:
     """X [L', N, D] features of every prompt -> one record per target (train CV choice + test AUC)."""
     t = config.transfer
     Ytr, Mtr = ds.labels[train], ds.mask[train]
@@ -231,7 +231,7 @@ def run(config, workdir: pathlib.Path) -> dict:
                 for pool in t.poolings:
                     start = time.time()
                     X = fs.get(pool)
-                    for rec in evaluate_cell(X, ds, train, test, n_layers, config):
+                    for rec in evaluate_cell(X, ds, train, test, config):
                         if rec["valid"]:
                             rec["layer"] = int(fs.layers[rec.pop("layer_pos")])
                             rec["rel_depth"] = rec["layer"] / n_layers
@@ -306,7 +306,7 @@ TEMPLATE_MEANING = {
     "chat": "chat template with the generation prompt (default rendering; last token ends the assistant header)",
     "no_gen_prompt": "same chat template rendered with add_generation_prompt=False (prompt ends with the user "
                      "turn's end-of-turn tokens)",
-    "raw": "the bare router prompt without any template",
+    "raw": "the bare router prompt without any template (also drops a template's default system prompt)",
 }
 
 

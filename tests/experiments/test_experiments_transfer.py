@@ -12,9 +12,6 @@ from configs import transfer as transfer_config
 from experiments import transfer
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-# Runs experiments.main's CLI; registers 'transfer' if the registry does not list it yet.
-CLI = ("import sys, experiments.main as m; m.EXPERIMENTS.setdefault('transfer', 'experiments.transfer'); "
-       "sys.argv[0] = 'experiments.main'; m.run_cli()")
 
 
 @pytest.mark.parametrize("pca_dim", [None, 3])
@@ -84,7 +81,7 @@ def test_config_defaults_and_args():
 def test_runlocal_transfer_writes_the_matrix(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PREFILL_ROUTER_CACHE": str(tmp_path / "cache")}
     workdir = tmp_path / "wd"
-    proc = subprocess.run([sys.executable, "-c", CLI, "--config=configs/transfer.py:runlocal",
+    proc = subprocess.run([sys.executable, "-m", "experiments.main", "--config=configs/transfer.py:runlocal",
                            f"--workdir={workdir}"], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
