@@ -5,9 +5,7 @@ module exposes ``run(config, workdir) -> dict`` and writes its artifacts under `
 ``config.json``, ``metrics.json``, ``report.md``, ``plots/`` and checkpoints.
 """
 import importlib
-import json
 import logging as std_logging
-import os
 import pathlib
 import sys
 import time
@@ -57,17 +55,12 @@ def resolve_experiment(config):
     return importlib.import_module(EXPERIMENTS[name])
 
 
-def write_json_atomic(path: pathlib.Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
-
-
 def main(argv):
     if len(argv) > 1:
         raise UsageError(f"unexpected positional arguments: {' '.join(argv[1:])}")
     import jax  # imported here so that --help stays fast
 
+    from prefill_router import fileio
     from prefill_router.features import distributed
 
     jax.config.config_with_absl()
@@ -78,7 +71,7 @@ def main(argv):
     logging.info("JAX %s on %d %s device(s), process %d of %d: %s", jax.__version__, jax.device_count(),
                  jax.default_backend(), jax.process_index(), jax.process_count(), jax.devices())
     logging.info("Config:\n%s", config)
-    write_json_atomic(workdir / "config.json", config.to_dict())
+    fileio.atomic_write_json(workdir / "config.json", config.to_dict(), indent=2, sort_keys=True, default=str)
     start = time.time()
     module.run(config, workdir)
     logging.info("Experiment %r finished in %.1f s; outputs in %s", config.experiment,

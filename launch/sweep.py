@@ -14,13 +14,14 @@ per finished run with its headline metrics, sorted by ``--rank_by``.
 """
 import importlib.util
 import json
-import os
 import pathlib
 import re
 import subprocess
 import sys
 
 from absl import app, flags, logging
+
+from prefill_router import fileio
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file with a sweep(add) function, optionally ':arg'.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Parent directory; each run writes to <workdir>/<name>.")
@@ -99,16 +100,14 @@ def leaderboard(workdir: pathlib.Path, runs: list[dict], rank_by: str) -> list[d
 
 
 def write_leaderboard(workdir: pathlib.Path, rows: list[dict], rank_by: str) -> None:
-    tmp = workdir / "leaderboard.json.tmp"
-    tmp.write_text(json.dumps(rows, indent=2, default=str))
-    os.replace(tmp, workdir / "leaderboard.json")
+    fileio.atomic_write_json(workdir / "leaderboard.json", rows, indent=2, default=str)
     keys = sorted({k for r in rows for k in r["headline"]})
     lines = [f"# Sweep leaderboard (sorted by `{rank_by}`)", "",
              "| rank | run | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     for i, r in enumerate(rows, 1):
         cells = [_fmt(r["headline"].get(k)) for k in keys]
         lines.append(f"| {i} | `{r['name']}` | " + " | ".join(cells) + " |")
-    (workdir / "leaderboard.md").write_text("\n".join(lines) + "\n")
+    fileio.atomic_write_text(workdir / "leaderboard.md", "\n".join(lines) + "\n")
     if rows:
         import matplotlib
         matplotlib.use("Agg")
@@ -124,7 +123,8 @@ def write_leaderboard(workdir: pathlib.Path, rows: list[dict], rank_by: str) -> 
         if finite:
             ax.set_xlim(min(finite) - 0.05 * (max(finite) - min(finite) + 1e-9), max(finite) * 1.01)
         fig.tight_layout()
-        fig.savefig(workdir / "leaderboard.png", dpi=150)
+        with fileio.atomic_writer(workdir / "leaderboard.png") as f:
+            fig.savefig(f, format="png", dpi=150)
         plt.close(fig)
 
 

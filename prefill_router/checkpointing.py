@@ -25,6 +25,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from prefill_router import fileio
+
 FORMAT_VERSION = 1
 _ROUTER_JSON = "router.json"
 _ROUTER_ARRAYS = "arrays"
@@ -123,9 +125,8 @@ def load_arrays(directory: str | os.PathLike, index: Mapping[str, Any]) -> list[
 
 
 def write_json_atomic(path: pathlib.Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    """``obj`` as JSON with sorted keys (the router.json format), written by `fileio.atomic_write_json`."""
+    fileio.atomic_write_json(path, obj, indent=1, sort_keys=True)
 
 
 # ---------------------------------------------------------------------------------------------------------

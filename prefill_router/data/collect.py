@@ -48,7 +48,7 @@ from absl import logging
 from flax import nnx
 from tqdm.auto import tqdm
 
-from prefill_router import paths
+from prefill_router import fileio, paths
 from prefill_router.data.dataset import RoutingDataset
 from prefill_router.data.synthetic import MCItem
 from prefill_router.features import bucketing
@@ -264,10 +264,8 @@ def _target_key(identity: Mapping) -> str:
 
 def _save_npz(path: pathlib.Path, **arrays) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with fileio.atomic_writer(path) as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 @dataclasses.dataclass

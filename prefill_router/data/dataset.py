@@ -9,13 +9,14 @@ never observed; `mask` is True exactly where a label exists. A missing label is 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import pathlib
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from prefill_router import fileio
 
 SPLIT_NAMES = ("train", "val", "test")
 UNASSIGNED = ""
@@ -254,13 +255,9 @@ class RoutingDataset:
         for key, value in self.row_meta.items():
             arrays[f"row_meta/{key}"] = (_text_bytes(json.dumps(value.tolist())) if value.dtype.kind == "U"
                                          else value)
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(buffer.getvalue())
-        os.replace(tmp, path)
+        with fileio.atomic_writer(path) as f:
+            np.savez_compressed(f, **arrays)
         return path
 
     @classmethod

@@ -18,6 +18,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from prefill_router import fileio
+
 from .costs import per_prompt_costs
 from .dataset import SPLIT_NAMES, RoutingDataset
 
@@ -148,8 +150,6 @@ def write_stats(stats: dict[str, Any], prefix: str | os.PathLike) -> tuple[pathl
     out = []
     for suffix, text in ((".json", json.dumps(stats, indent=1)), (".md", format_stats_markdown(stats))):
         path = prefix.with_name(prefix.name + suffix)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        fileio.atomic_write_text(path, text)
         out.append(path)
     return out[0], out[1]

@@ -11,7 +11,8 @@ source shape is derived from the target shape, so every mismatch is reported wit
     RESHAPE   bias [N*H] -> [N, H]:                      src [prod(tgt)]
 
 `fill_params` collects every problem (unmatched or unused tensor, shape mismatch, duplicate, target
-leaf or layer left empty) and raises once, naming the keys.
+leaf or layer left empty) and raises once, naming the keys. `decoder_key_map` builds the map the
+transformers decoder-only families share; each family names only its per-block norms.
 """
 import dataclasses
 import enum
@@ -34,6 +35,38 @@ class Rule:
     pattern: str                   # full-match regex over the HF name; one (\d+) group = layer index
     target: tuple[str, ...]        # path in nnx.to_pure_dict(state), e.g. ('blocks', 'q')
     transform: Transform = Transform.IDENTITY
+
+
+_LAYER = r"model\.layers\.(\d+)\."
+
+# Embeddings, final norm, untied head, attention and gated MLP of a transformers decoder-only LM.
+# The q/k/v/o biases and q/k norms are optional: a tensor whose target the config lacks is reported
+# as an error by `fill_params`.
+_DECODER_RULES = (
+    Rule(r"model\.embed_tokens\.weight", ("embed",)),
+    Rule(r"model\.norm\.weight", ("final_norm",)),
+    Rule(r"lm_head\.weight", ("lm_head",), Transform.LINEAR),
+    Rule(_LAYER + r"self_attn\.q_proj\.weight", ("blocks", "q"), Transform.LINEAR),
+    Rule(_LAYER + r"self_attn\.k_proj\.weight", ("blocks", "k"), Transform.LINEAR),
+    Rule(_LAYER + r"self_attn\.v_proj\.weight", ("blocks", "v"), Transform.LINEAR),
+    Rule(_LAYER + r"self_attn\.o_proj\.weight", ("blocks", "o"), Transform.ATTN_O),
+    Rule(_LAYER + r"self_attn\.q_proj\.bias", ("blocks", "q_bias"), Transform.RESHAPE),
+    Rule(_LAYER + r"self_attn\.k_proj\.bias", ("blocks", "k_bias"), Transform.RESHAPE),
+    Rule(_LAYER + r"self_attn\.v_proj\.bias", ("blocks", "v_bias"), Transform.RESHAPE),
+    Rule(_LAYER + r"self_attn\.o_proj\.bias", ("blocks", "o_bias")),
+    Rule(_LAYER + r"self_attn\.q_norm\.weight", ("blocks", "q_norm")),
+    Rule(_LAYER + r"self_attn\.k_norm\.weight", ("blocks", "k_norm")),
+    Rule(_LAYER + r"mlp\.gate_proj\.weight", ("blocks", "gate"), Transform.LINEAR),
+    Rule(_LAYER + r"mlp\.up_proj\.weight", ("blocks", "up"), Transform.LINEAR),
+    Rule(_LAYER + r"mlp\.down_proj\.weight", ("blocks", "down"), Transform.LINEAR),
+)
+
+
+def decoder_key_map(block_norms: Mapping[str, str]) -> tuple[Rule, ...]:
+    """The shared decoder rules plus `model.layers.<i>.<norm>.weight` -> ('blocks', target) for each
+    `norm: target` in `block_norms` (the part that differs between families)."""
+    return _DECODER_RULES + tuple(Rule(_LAYER + norm + r"\.weight", ("blocks", target))
+                                  for norm, target in block_norms.items())
 
 
 def source_shape(target_shape: tuple[int, ...], transform: Transform) -> tuple[int, ...]:

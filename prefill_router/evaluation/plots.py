@@ -3,7 +3,7 @@
 * ``plot_cost_accuracy``: cost–accuracy curves of routers, single models as labelled markers, Oracle line.
 * ``plot_reliability``: reliability diagrams per target (accuracy vs mean confidence, bin counts).
 * ``plot_auc_bars``: per-target AUC bars with bootstrap CI whiskers, one bar group per router.
-Palette: Okabe–Ito (colourblind-safe). Every figure is written atomically (tmp file + os.replace).
+Palette: Okabe–Ito (colourblind-safe). Every figure is written atomically (`fileio.atomic_writer`).
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from prefill_router import fileio  # noqa: E402
+
 __all__ = ["OKABE_ITO", "plot_cost_accuracy", "plot_reliability", "plot_auc_bars", "plot_result"]
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -25,10 +27,9 @@ DPI = 150
 
 def _save(fig, path) -> str:
     path = os.fspath(path)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    with fileio.atomic_writer(path) as f:
+        fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -18,13 +18,13 @@ Protocol (recorded in every result under ``protocol``):
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from absl import logging
 
+from prefill_router import fileio
 from prefill_router.evaluation import calibration, curves, metrics
 from prefill_router.evaluation.bootstrap import _paired_summary, _percentile_ci, resample_indices
 
@@ -408,8 +408,5 @@ def to_jsonable(obj):
 
 
 def save_json(result: dict, path: str | os.PathLike) -> None:
-    """Write ``to_jsonable(result)`` atomically (tmp file + os.replace)."""
-    tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(to_jsonable(result), f, indent=2)
-    os.replace(tmp, path)
+    """Write ``to_jsonable(result)`` atomically (`fileio.atomic_write_json`)."""
+    fileio.atomic_write_json(path, to_jsonable(result), indent=2)

@@ -11,9 +11,9 @@ Layout of ``<root>/<key>/``::
 
 Chunk i holds prompts [i*C, min((i+1)*C, N)) in the ORIGINAL prompt order. A chunk is valid only when
 its sidecar exists and every file's shape, dtype and sha256 match it; anything else (missing, truncated,
-modified, wrong shape) is logged and recomputed, never reused. All writes go to a unique ``*.tmp``
-file, are fsynced, then ``os.replace``d; an OSError (disk full, unwritable directory) removes the
-temporary file and raises `StoreWriteError` naming the directory.
+modified, wrong shape) is logged and recomputed, never reused. Every file is written atomically
+(`prefill_router.fileio`: ``*.tmp`` file, fsync, ``os.replace``); an OSError (disk full, unwritable
+directory) removes the temporary file and raises `StoreWriteError` naming the directory.
 
 The store key is an order-sensitive sha256 over the encoder identity (incl. weights sha256), template
 kwargs, poolings, stored layers, max_length, compute dtype and the ordered prompt list.
@@ -32,6 +32,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 from absl import logging
+
+from prefill_router import fileio
 
 POOLINGS = ("last", "mean")
 STORE_VERSION = 1
@@ -81,20 +83,11 @@ def _sha256_file(path: pathlib.Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
-    """Writes `data` to `path` via a unique tmp file + fsync + os.replace; raises StoreWriteError on OSError."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+def _write(path: pathlib.Path, data: bytes) -> None:
+    """`fileio.atomic_write_bytes`, raising StoreWriteError on OSError."""
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        fileio.atomic_write_bytes(path, data)
     except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise StoreWriteError(e.errno, f"cannot write {path} ({e.strerror or e}); free disk space or pass a "
                                        f"writable store_dir") from e
 
@@ -180,7 +173,7 @@ class FeatureStore:
                 raise ValueError(f"{meta} describes a different store (e.g. another chunk_size); use the same "
                                  f"settings or delete {self.dir}")
             return
-        atomic_write_bytes(meta, _canonical_json(self.spec.to_json()).encode())
+        _write(meta, _canonical_json(self.spec.to_json()).encode())
 
     # ----- chunks -----
     def check_chunk(self, i: int) -> str | None:
@@ -237,11 +230,11 @@ class FeatureStore:
             np.save(buf, arr, allow_pickle=False)
             data = buf.getvalue()
             path = self.data_path(i, pooling)
-            atomic_write_bytes(path, data)
+            _write(path, data)
             files[pooling] = {"name": path.name, "sha256": hashlib.sha256(data).hexdigest(), "shape": list(shape)}
         start, stop = self.chunk_range(i)
         side = {"chunk": i, "start": start, "stop": stop, "files": files, "stats": dict(stats)}
-        atomic_write_bytes(self.sidecar_path(i), _canonical_json(side).encode())
+        _write(self.sidecar_path(i), _canonical_json(side).encode())
 
     def chunk_stats(self, i: int) -> dict:
         return json.loads(self.sidecar_path(i).read_text()).get("stats", {})
@@ -254,7 +247,7 @@ class FeatureStore:
                                f"{dict(list(bad.items())[:3])}; rerun the extraction to recompute them")
         manifest = {"spec": self.spec.to_json(),
                     "chunks": [json.loads(self.sidecar_path(i).read_text()) for i in range(self.num_chunks)]}
-        atomic_write_bytes(self.dir / "manifest.json", _canonical_json(manifest).encode())
+        _write(self.dir / "manifest.json", _canonical_json(manifest).encode())
         return manifest
 
     # ----- reading -----

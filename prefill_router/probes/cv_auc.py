@@ -25,8 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prefill_router.probes import linalg
 from prefill_router.probes.fisher import (DEFAULT_MAX_BYTES, HI, MIN_PER_CLASS, check_inputs, chunk_for,
-                                          map_layer_chunks, prestandardize, top_eigh, weighted_cov,
+                                          map_layer_chunks, pca_basis, prestandardize,
                                           weighted_standardize)
 
 DEFAULT_C = 1.0
@@ -116,7 +117,7 @@ def fit_logreg(Z: jax.Array, y: jax.Array, w: jax.Array, *, C: float = DEFAULT_C
         g = pen * theta + C * jnp.einsum("n,nq->q", w * (prob - y), Zt, precision=HI)
         h = C * w * prob * (1.0 - prob)
         H = jnp.einsum("nq,n,nr->qr", Zt, h, Zt, precision=HI) + jnp.diag(pen) + 1e-6 * jnp.eye(p + 1)
-        d = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(H), True), g)
+        d = linalg.cho_solve(linalg.cholesky(H), g)
         zd = Zt @ d
         f0 = objective(theta, s)
         fs = jax.vmap(lambda t: objective(theta - t * d, s - t * zd))(steps)
@@ -145,7 +146,7 @@ def _cv_fold(x, y, m, fid, f, *, pca_dims: tuple, C: float, max_iter: int, tol: 
     z, _, _ = weighted_standardize(x, w)
     widths = [p for p in pca_dims if p is not None]
     if widths:
-        _, V = top_eigh(weighted_cov(z, w), max(widths))
+        _, V = pca_basis(z, w, max(widths))
         zp = jnp.einsum("nd,dk->nk", z, V, precision=HI)
     aucs = []
     for p in pca_dims:

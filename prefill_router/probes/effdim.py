@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prefill_router.probes import linalg
 from prefill_router.probes.fisher import (DEFAULT_MAX_BYTES, HI, chunk_for, map_layer_chunks,
                                           weighted_standardize)
 
@@ -49,7 +50,7 @@ def _pr_one(G: jax.Array) -> jax.Array:
 
 
 def _entropy_one(G: jax.Array) -> jax.Array:
-    lam = jnp.maximum(jnp.linalg.eigh(G)[0], 0.0)
+    lam = jnp.maximum(linalg.eigh(G)[0], 0.0)
     p = lam / lam.sum()
     H = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
     return jnp.exp(H)

@@ -11,31 +11,17 @@ from typing import Sequence
 
 import numpy as np
 
+from prefill_router import fileio
 from prefill_router.probes.select import CRITERIA, LayerChoice, select_layers
 from prefill_router.probes.table import ProbeTable
 
 _LABELS = {"fisher": "Fisher J", "fisher_diag": "diagonal Fisher J", "cv_auc": "CV ROC-AUC"}
 
 
-def _atomic_write(path: pathlib.Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _save_fig(fig, path: pathlib.Path) -> None:
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _atomic_write(path, buf.getvalue())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with fileio.atomic_writer(path) as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
 
 
 def _fmt(v, digits=4) -> str:
@@ -109,9 +95,10 @@ def write_table(table: ProbeTable, out_dir: str | os.PathLike) -> dict[str, path
     """Writes probes.json, probes.md (table + agreement summary) under out_dir; returns their paths."""
     out = pathlib.Path(out_dir)
     paths = {"json": out / "probes.json", "markdown": out / "probes.md"}
-    _atomic_write(paths["json"], table.to_json().encode())
+    out.mkdir(parents=True, exist_ok=True)
+    fileio.atomic_write_text(paths["json"], table.to_json())
     md = "# Layer probes (training rows)\n\n" + agreement_summary(table) + "\n## Table\n\n" + markdown_table(table)
-    _atomic_write(paths["markdown"], md.encode())
+    fileio.atomic_write_text(paths["markdown"], md)
     return paths
 
 

@@ -85,10 +85,9 @@ class BlockSpec:
     template_kwargs: tuple = ()
 
     def __post_init__(self):
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        object.__setattr__(self, "layer", int(self.layer))
-        object.__setattr__(self, "template_kwargs", _canonical_kwargs(self.template_kwargs))
+        source = FeatureSource(self.encoder, self.layer, self.pooling, self.template_kwargs)  # validates
+        object.__setattr__(self, "layer", source.layer)
+        object.__setattr__(self, "template_kwargs", source.template_kwargs)
         _check_pca_dim(self.pca_dim, self.name)
 
     @property

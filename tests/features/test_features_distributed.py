@@ -1,65 +1,38 @@
 """Multi-host extraction for real: 2 CPU processes (jax.distributed on localhost) == 1 process."""
 import json
 import os
+import pathlib
 import socket
 import subprocess
 import sys
 import textwrap
-import types
 
 import numpy as np
 import pytest
 
-from prefill_router import encoders
 from prefill_router.features import distributed, extract
 
 WORKER = textwrap.dedent('''
-    import json, os, sys
+    import importlib.util, json, os, sys
     os.environ["JAX_PLATFORMS"] = "cpu"
     import jax
     jax.config.update("jax_num_cpu_devices", 1)
     jax.config.update("jax_default_matmul_precision", "highest")
     from prefill_router.features import distributed
     assert distributed.maybe_initialize()  # from PREFILL_ROUTER_* environment variables
-    import types
-    from prefill_router import encoders
     from prefill_router.features import extract
 
-    class ByteTok:
-        pad_id = 0
-        def render(self, q, template_kwargs):
-            return "<u>" + q + "</u>"
-        def encode_batch(self, texts, max_length=None, truncate="warn"):
-            ids = [[b % 58 + 3 for b in t.encode("utf-8")] for t in texts]
-            n = sum(max_length is not None and len(t) > max_length for t in ids)
-            if max_length is not None:
-                ids = [t[:max_length] for t in ids]
-            return ids, n
-
     args = json.loads(sys.argv[1])
-    enc = types.SimpleNamespace(name="tiny_llama", model=encoders.random_model("llama", seed=0),
-                                tokenizer=ByteTok(), identity={"name": "tiny_llama", "seed": 0})
-    fs = extract.extract_features(enc, args["prompts"], store_dir=args["store"], batch_size=4, max_length=64,
-                                  chunk_size=3, length_grid=[64], progress=False)
+    spec = importlib.util.spec_from_file_location("features_conftest", args["conftest"])
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    fs = extract.extract_features(helpers.tiny_encoder(), args["prompts"], store_dir=args["store"], **args["kw"])
     print(json.dumps({"process": jax.process_index(), "count": jax.process_count(), "key": fs.key,
                       "computed": fs.stats["chunks_computed"]}))
 ''')
 
 PROMPTS = ["p%d " % i + "w" * (i * 5 % 30) for i in range(10)]
-
-
-class _ByteTok:
-    pad_id = 0
-
-    def render(self, q, template_kwargs):
-        return "<u>" + q + "</u>"
-
-    def encode_batch(self, texts, max_length=None, truncate="warn"):
-        ids = [[b % 58 + 3 for b in t.encode("utf-8")] for t in texts]
-        n = sum(max_length is not None and len(t) > max_length for t in ids)
-        if max_length is not None:
-            ids = [t[:max_length] for t in ids]
-        return ids, n
+KW = dict(batch_size=4, max_length=64, chunk_size=3, length_grid=[64], progress=False)
 
 
 def _free_port() -> int:
@@ -69,18 +42,19 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one_process(tmp_path):
+def test_two_processes_equal_one_process(enc, tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     store = tmp_path / "multi"
+    args = json.dumps({"prompts": PROMPTS, "store": str(store), "kw": KW,
+                       "conftest": str(pathlib.Path(__file__).with_name("conftest.py"))})  # tiny_encoder()
     port = _free_port()
     procs = []
     for pid in range(2):
         env = dict(os.environ, PREFILL_ROUTER_COORDINATOR=f"127.0.0.1:{port}", PREFILL_ROUTER_NUM_PROCESSES="2",
                    PREFILL_ROUTER_PROCESS_ID=str(pid))
         env.pop("JAX_NUM_PROCESSES", None)
-        procs.append(subprocess.Popen([sys.executable, str(script), json.dumps({"prompts": PROMPTS,
-                                                                                "store": str(store)})],
+        procs.append(subprocess.Popen([sys.executable, str(script), args],
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = []
     for p in procs:
@@ -97,10 +71,7 @@ def test_two_processes_equal_one_process(tmp_path):
     # 10 prompts in chunks of 3 -> chunks 0..3; host p computed chunks i with i % 2 == p
     assert sorted(results[0]["computed"]) == [0, 2] and sorted(results[1]["computed"]) == [1, 3]
 
-    enc = types.SimpleNamespace(name="tiny_llama", model=encoders.random_model("llama", seed=0),
-                                tokenizer=_ByteTok(), identity={"name": "tiny_llama", "seed": 0})
-    single = extract.extract_features(enc, PROMPTS, store_dir=tmp_path / "single", batch_size=4, max_length=64,
-                                      chunk_size=3, length_grid=[64], progress=False)
+    single = extract.extract_features(enc, PROMPTS, store_dir=tmp_path / "single", **KW)
     assert single.key == results[0]["key"]
     multi = extract.FeatureSet.open(store / single.key)
     assert (store / single.key / "manifest.json").exists()

@@ -1,42 +1,13 @@
 """extract_features: bucketing/padding invariance, sharding, resume, corruption, truncation, input errors."""
-import types
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
-
-from prefill_router import encoders
 
 from prefill_router.features import distributed, extract
 from prefill_router.features.store import FeatureStore
 
-MAX_LEN = 64
-
-
-# ---------------------------------------------------------------- tiny encoder + byte tokenizer
-class _ByteTok:
-    pad_id = 0
-
-    def render(self, q, template_kwargs):
-        return f"<u>{q}</u>" + ("<think>" if template_kwargs.get("think") else "")
-
-    def encode_batch(self, texts, max_length=None, truncate="warn"):
-        ids = [[b % 58 + 3 for b in t.encode("utf-8")] for t in texts]  # tiny vocab: 61
-        n = sum(max_length is not None and len(t) > max_length for t in ids)
-        if max_length is not None:
-            ids = [t[:max_length] for t in ids]
-        return ids, n
-
-
-@pytest.fixture(scope="module")
-def enc():
-    return types.SimpleNamespace(name="tiny_llama", model=encoders.random_model("llama", seed=0),
-                                 tokenizer=_ByteTok(), identity={"name": "tiny_llama", "seed": 0})
-# ----------------------------------------------------------------
-
-
+MAX_LEN = 64  # fixture `enc`: tests/features/conftest.py (tiny llama + byte tokenizer)
 PROMPTS = [("q%d " % i) + "x" * (i * 7 % 40) for i in range(13)]
 KW = dict(max_length=MAX_LEN, progress=False, chunk_size=4, length_grid=[64])  # one T: few compiles
 

@@ -71,6 +71,22 @@ def test_cv_auc_matches_sklearn_on_same_folds(data):
     np.testing.assert_allclose(single, ours[..., 0], atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_cv_auc_with_fewer_rows_than_features_matches_sklearn():
+    # N < D: the PCA basis comes from the N x N Gram matrix of each fold's training rows.
+    rng = np.random.default_rng(5)
+    N, D = 50, 80
+    y = (rng.random(N) < 0.4).astype(np.float32)
+    x = (rng.normal(size=(N, D)) + 0.6 * y[:, None] * rng.normal(size=D)).astype(np.float32)
+    M = np.ones((N, 1), bool)
+    folds = stratified_folds(y[:, None], M, 5, seed=1)
+    ours = cv_auc(x[None], y[:, None], M, folds, pca_dims=(6, 20))[0, 0]
+    for j, p in enumerate((6, 20)):
+        ref = _sklearn_cv(x, y, M[:, 0], folds.ids[:, 0], folds.n_splits[0], p, solver="newton-cholesky",
+                          tol=1e-10, max_iter=1000)
+        assert ours[j] == pytest.approx(ref, abs=1e-4)
+
+
 def test_masked_labels_do_not_matter_and_invalid_target_nan(data):
     X, Y, M = data
     Y2 = Y.copy()

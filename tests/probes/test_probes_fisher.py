@@ -72,6 +72,21 @@ def test_matches_numpy_reference_per_target_mask(data, kw):
             assert J[l, k] == pytest.approx(ref, rel=2e-3)
 
 
+@pytest.mark.parametrize("shrinkage", ["fixed", "ledoit_wolf"])
+def test_pca_through_gram_matrix_when_rows_are_fewer_than_features(shrinkage):
+    # N < D takes pca_basis's N x N Gram route; the reference uses the D x D covariance.
+    rng = np.random.default_rng(3)
+    N, D = 40, 90
+    x = rng.normal(size=(N, D)) @ rng.normal(size=(D, D)) * 0.1
+    y = (rng.random(N) < 0.5).astype(np.float32)
+    x = (x + 0.8 * y[:, None] * rng.normal(size=D)).astype(np.float32)
+    M = rng.random((N, 1)) < 0.9
+    J = fisher_j(x[None], y[:, None], M, pca_dim=12, shrinkage=shrinkage)[0, 0]
+    rows = M[:, 0]
+    ref = _np_fisher(x[rows], y[rows], pca_dim=12, lw=shrinkage == "ledoit_wolf")
+    assert J == pytest.approx(ref, rel=2e-3)
+
+
 def test_vmapped_equals_layer_loop_and_chunking(data):
     X, Y, M = data
     J = fisher_j(X, Y, M)

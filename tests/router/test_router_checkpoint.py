@@ -10,14 +10,7 @@ from prefill_router import checkpointing
 from prefill_router.router import blocks, ensemble, model
 
 TARGETS = ("alpha", "beta")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compile():
-    old = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compile")  # tests/router/conftest.py
 
 
 def _lookup(n=23, seed=0):

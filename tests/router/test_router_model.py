@@ -8,15 +8,7 @@ import pytest
 from prefill_router.router import model
 
 CFG = model.TrunkConfig(d_in=7, n_targets=3, hidden=(13, 5), dropout=(0.3, 0.2))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compile():
-    """Cut XLA compile time (most of this module's runtime on a shared CPU); restored afterwards."""
-    old = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compile")  # tests/router/conftest.py
 
 
 def test_shapes_and_pytorch_default_init_ranges():

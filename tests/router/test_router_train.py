@@ -13,15 +13,7 @@ from prefill_router.router import train
 N, D, K = 64, 7, 3
 CFG = train.TrainConfig(hidden=(8, 6), dropout=(0.3, 0.2), learning_rate=1e-2, batch_size=16, max_epochs=14,
                         patience=4, seeds=(0, 1, 2, 3), keep=2, checkpoint_every=4)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compile():
-    """Cut XLA compile time (most of this module's runtime on a shared CPU); restored afterwards."""
-    old = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compile")  # tests/router/conftest.py
 
 
 def _data(seed=0):
