@@ -18,6 +18,7 @@ EXPERIMENTS = {
     "pipeline": "experiments.pipeline",
     "evaluate": "experiments.evaluate",
     "transfer": "experiments.transfer",
+    "layer_sweep": "experiments.layer_sweep",
 }
 
 _CONFIG = config_flags.DEFINE_config_file(

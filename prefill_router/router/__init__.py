@@ -13,7 +13,7 @@ from prefill_router.router.ensemble import Ensemble, RouterBundle, TrainReport
 from prefill_router.router.model import SharedTrunkNet, TrunkConfig, apply, init_params, masked_bce
 from prefill_router.router.policies import (apply_fallback, mean_cost, normalised_costs, route_argmax, route_budget,
                                             route_tolerance, route_utility, tolerance_grid)
-from prefill_router.router.train import TrainConfig, train_ensemble, train_seeds_sequential
+from prefill_router.router.train import TrainConfig, train_ensemble, train_ensembles, train_seeds_sequential
 
 fit_blocks = build_design  # name used in docs/ARCHITECTURE.md
 
@@ -21,6 +21,7 @@ __all__ = [
     "BlockSpec", "FeatureSource", "FittedTransform", "SharedBlockSpec", "apply_design", "build_design", "fit_blocks",
     "fit_transform", "Ensemble", "RouterBundle", "TrainReport", "SharedTrunkNet", "TrunkConfig", "apply",
     "init_params", "masked_bce", "apply_fallback", "mean_cost", "normalised_costs", "route_argmax", "route_budget",
-    "route_tolerance", "route_utility", "tolerance_grid", "TrainConfig", "train_ensemble", "train_seeds_sequential",
+    "route_tolerance", "route_utility", "tolerance_grid", "TrainConfig", "train_ensemble", "train_ensembles",
+    "train_seeds_sequential",
     "save_router", "load_router",
 ]

@@ -352,6 +352,39 @@ def train_ensemble(x_train, y_train, m_train, config: TrainConfig = TrainConfig(
     return ens
 
 
+@functools.lru_cache(maxsize=8)
+def _stacked_programs(plan: _Plan):
+    """(init, run) for C feature sets x S seeds: vmap over feature sets of the vmap over seeds."""
+    init = jax.jit(jax.vmap(jax.vmap(lambda seed: _init_state(plan, seed)), in_axes=0))
+    per_set = jax.vmap(lambda s, x, y, m, lim: _run_until(plan, s, x, y, m, lim), in_axes=(0, None, None, None, None))
+    run = jax.jit(jax.vmap(per_set, in_axes=(0, 0, None, None, None)))
+    return init, run
+
+
+def train_ensembles(xs_train, y_train, m_train, config: TrainConfig = TrainConfig(), *,
+                    target_names=None) -> list[Ensemble]:
+    """``train_ensemble`` for C feature sets of one shape, xs [C, N, d], sharing Y [N, K] and M [N, K].
+
+    All C x S trunks train in ONE compiled program (vmap over feature sets of the vmap over seeds); the
+    result for set c equals ``train_ensemble(xs[c], ...)`` (same seeds, splits and per-seed math). Used by
+    layer-combination sweeps, where every combination is reduced to the same width.
+    """
+    xs = np.asarray(xs_train)
+    if xs.ndim != 3:
+        raise ValueError(f"xs must be [C, N, d] (C feature sets of one shape), got shape {xs.shape}")
+    checked = [_check_inputs(x, y_train, m_train, target_names) for x in xs]
+    _, y, m, names, single = checked[0]
+    plan = _make_plan(xs.shape[1], xs.shape[2], y.shape[1], config)
+    init, run = _stacked_programs(plan)
+    seeds = jnp.asarray(config.seeds, jnp.int32)
+    state = init(jnp.broadcast_to(seeds, (len(xs),) + seeds.shape))
+    x_all = jnp.asarray(np.stack([c[0] for c in checked]))
+    state = run(state, x_all, jnp.asarray(y), jnp.asarray(m), jnp.asarray(config.max_epochs, jnp.int32))
+    state = jax.block_until_ready(state)
+    return [_to_ensemble(jax.tree.map(lambda leaf: leaf[c], state), plan, config, names, single)
+            for c in range(len(xs))]
+
+
 def train_seeds_sequential(x_train, y_train, m_train, config: TrainConfig = TrainConfig(), *,
                            target_names=None, checkpoint_dir=None) -> Ensemble:
     """``train_ensemble`` with the seeds trained one after another (reference for the vmapped path)."""

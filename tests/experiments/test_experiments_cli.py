@@ -55,6 +55,23 @@ def test_evaluate_from_checkpoint_reproduces_the_pipeline_predictions(runlocal_w
         assert ours[key]["value"] == pytest.approx(pipe[key]["value"], abs=1e-6), key
 
 
+def test_layer_sweep_trains_all_combinations_and_ranks_them(runlocal_workdir, cache, tmp_path):
+    proc = _run("-m", "experiments.main", "--config=configs/layer_sweep.py:runlocal,stride=2",
+                f"--workdir={tmp_path}", cache=cache)  # labels and features cached by the pipeline run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "combinations x 2 seeds of width 4 in one program" in proc.stderr
+    rows = json.loads((tmp_path / "leaderboard.json").read_text())
+    names = {r["name"] for r in rows}
+    assert {"fisher-top1", "fisher-top2", "fisher-top3", "per-target fisher (paper)"} <= names
+    assert {"tiny_llama/L0/last", "tiny_llama/L2/mean"} <= names  # every 2nd of layers 0..4, both poolings
+    values = [r["rank_value"] for r in rows]
+    assert values == sorted(values, reverse=True)
+    for r in rows:
+        auc = r["headline"]["auc_mean"]
+        assert auc["ci_low"] <= auc["value"] <= auc["ci_high"] and r["overrides"]["sources"]
+    assert (tmp_path / "leaderboard.md").is_file() and (tmp_path / "leaderboard.png").is_file()
+
+
 def test_route_cli_prints_choice_and_probabilities(runlocal_workdir, cache):
     proc = _run("-m", "experiments.route", f"--checkpoint={runlocal_workdir / 'router'}", "--prompt",
                 "What is 3 + 4?", "--lam", "0.5", cache=cache)

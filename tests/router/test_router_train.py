@@ -57,6 +57,21 @@ def test_vmapped_equals_sequential(vmapped):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_stacked_feature_sets_equal_separate_trainings(vmapped):
+    x, y, m = _data()
+    x2 = _data(seed=1)[0]
+    stacked = train.train_ensembles(np.stack([x, x2]), y, m, CFG)
+    separate = [vmapped, train.train_ensemble(x2, y, m, CFG)]
+    for got, want in zip(stacked, separate):
+        np.testing.assert_allclose(got.report.best_val, want.report.best_val, atol=1e-6)
+        np.testing.assert_array_equal(got.report.epochs_run, want.report.epochs_run)
+        assert got.seeds == want.seeds
+        for a, b in zip(_leaves(got), _leaves(want)):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match=r"\[C, N, d\]"):
+        train.train_ensembles(x, y, m, CFG)
+
+
 def test_same_seed_same_result_and_keep_best(vmapped):
     again = train.train_ensemble(*_data(), CFG)
     for a, b in zip(_leaves(again), _leaves(vmapped)):
