@@ -8,10 +8,12 @@ shrinkage) on the standardised rows for a J-like separability coef . (mu_1 - mu_
     python benchmarks/probe_speed.py --synthetic                       # 31 layers x 2 poolings x 2000 x 576 x 9
     python benchmarks/probe_speed.py --synthetic --sklearn-cells 6     # time 6 sklearn cells, extrapolate
     python benchmarks/probe_speed.py --features feats.npz              # keys last/mean [L,N,D], labels, mask
+    python benchmarks/probe_speed.py --config configs/llmrouter_pool.py:encoders=smollm2_135m,max_train=1000 \
+        --sklearn-targets 1                                            # real features, every cell of 1 target
 
-With --sklearn-cells the sklearn loop runs on that many randomly chosen (pooling, layer, target) cells and
-its full time is EXTRAPOLATED linearly (printed as such); the best-layer agreement is then reported only
-for targets whose cells were all run. Wall times include JAX compilation.
+With --sklearn-cells the sklearn loop runs on that many randomly chosen (pooling, layer, target) cells, with
+--sklearn-targets n on every cell of the first n targets; its full time is then EXTRAPOLATED linearly
+(printed as such) and the best-layer agreement is reported only for targets whose cells were all run. Wall times include JAX compilation.
 """
 from __future__ import annotations
 
@@ -65,6 +67,13 @@ def load_npz(path: str) -> tuple[dict, np.ndarray, np.ndarray]:
     return feats, np.where(M, Y, 0.0), M
 
 
+def config_features(spec: str) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Training-row features {pooling: [L, N, D]} of the config's first encoder, with its labels and mask."""
+    from common import training_data
+    data = training_data(spec)
+    return {p: data.features.get(p)[:, data.rows] for p in ("last", "mean")}, data.Y, data.M
+
+
 def sklearn_cell(x, y, m, fid, n_splits, pca_dims):
     """The toolkit's CV-AUC per PCA width for one (pooling, layer, target), and the LDA J-like score."""
     from sklearn.decomposition import PCA
@@ -96,12 +105,16 @@ def main():
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--features", help=".npz with last/mean [L,N,D], labels [N,K], mask [N,K]")
     src.add_argument("--synthetic", action="store_true")
+    src.add_argument("--config", help="pipeline config file[:args]: the training rows of its first encoder's "
+                                      "features (from the feature cache; extracted if missing)")
     ap.add_argument("--layers", type=int, default=31)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--d", type=int, default=576)
     ap.add_argument("--targets", type=int, default=9)
     ap.add_argument("--pca-dims", default="50,100,150,200,300")
     ap.add_argument("--sklearn-cells", type=int, default=0, help="0: run every cell; n: time n cells and extrapolate")
+    ap.add_argument("--sklearn-targets", type=int, default=0,
+                    help="n > 0: run every cell of the first n targets only (full layer-choice check), extrapolate")
     ap.add_argument("--max-bytes", type=float, default=2.0, help="GiB per compiled layer chunk")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -113,6 +126,8 @@ def main():
     if args.synthetic:
         feats, Y, M, peaks = synthetic(args.layers, args.n, args.d, args.targets, args.seed)
         print(f"synthetic: planted best layers per target {peaks.tolist()}")
+    elif args.config:
+        feats, Y, M = config_features(args.config)
     else:
         feats, Y, M = load_npz(args.features)
     poolings = list(feats)
@@ -136,8 +151,12 @@ def main():
     # ---- scikit-learn: cell by cell ----
     cells = [(p, l, k) for p in poolings for l in range(L) for k in range(K)]
     rng = np.random.default_rng(args.seed)
-    run = cells if args.sklearn_cells <= 0 else [cells[i] for i in sorted(
-        rng.choice(len(cells), min(args.sklearn_cells, len(cells)), replace=False))]
+    if args.sklearn_targets > 0:
+        run = [c for c in cells if c[2] < args.sklearn_targets]
+    elif args.sklearn_cells > 0:
+        run = [cells[i] for i in sorted(rng.choice(len(cells), min(args.sklearn_cells, len(cells)), replace=False))]
+    else:
+        run = cells
     tracemalloc.start()
     t0 = time.perf_counter()
     sk = {}

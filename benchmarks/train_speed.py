@@ -3,6 +3,7 @@
     python benchmarks/train_speed.py                          # synthetic N=5000, d=850, K=9, 10 seeds
     python benchmarks/train_speed.py --features feats.npz     # npz with X [N, d], Y [N, K], M [N, K]
     python benchmarks/train_speed.py --n 1000 --max_epochs 20 # quicker
+    python benchmarks/train_speed.py --config=configs/default.py  # the default's real training features
 
 Each mode is run twice in one process: the first run includes XLA compilation, the second reuses the
 compiled program (the "warm" time). Prints both wall times per mode, the ratio sequential / vmapped
@@ -21,6 +22,8 @@ from absl import app, flags, logging
 from prefill_router.router import train
 
 _FEATURES = flags.DEFINE_string("features", None, "npz with X [N, d], Y [N, K], M [N, K]; synthetic if unset")
+_CONFIG = flags.DEFINE_string("config", None, "pipeline config[:args]: the router design on its real training "
+                              "features (target k: mean pooling at relative depth (k+1)/(K+1), router.pca_dim)")
 _N = flags.DEFINE_integer("n", 5000, "synthetic rows")
 _D = flags.DEFINE_integer("d", 850, "synthetic feature width")
 _K = flags.DEFINE_integer("k", 9, "synthetic targets")
@@ -41,6 +44,21 @@ def synthetic(n: int, d: int, k: int, seed: int = 0):
     return x, y, m
 
 
+def real_design(spec: str):
+    """The per-target router design X [N, K * pca_dim] on a config's real training rows (no probe: target k
+    reads mean-pooled layer round((k + 1) / (K + 1) * L)), with Y (NaN where missing) and M."""
+    from common import training_data
+
+    from prefill_router import router
+    data = training_data(spec)
+    enc, K = data.config.encoders[0], len(data.targets)
+    specs = [router.BlockSpec(t, enc, round((k + 1) / (K + 1) * data.n_layers), "mean", data.config.router.pca_dim)
+             for k, t in enumerate(data.targets)]
+    lookup = lambda src: data.features.get(src.pooling, [src.layer])[0][data.rows]
+    _, x = router.build_design(lookup, specs, np.arange(len(data.rows)))
+    return x, np.where(data.M, data.Y, np.nan).astype(np.float32), data.M
+
+
 def _timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -49,7 +67,10 @@ def _timed(fn):
 
 def main(argv):
     del argv
-    if _FEATURES.value:
+    if _CONFIG.value:
+        x, y, m = real_design(_CONFIG.value)
+        source = _CONFIG.value
+    elif _FEATURES.value:
         data = np.load(_FEATURES.value)
         x, y, m = data["X"], data["Y"], data["M"].astype(bool)
         source = _FEATURES.value
