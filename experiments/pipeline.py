@@ -237,6 +237,10 @@ def run(config, workdir: pathlib.Path) -> dict:
         two_model = (routellm_metrics(predictions, ds.labels[test], ds.mask[test], prices_in, config)
                      if ds.num_targets == 2 else None)
         plot_files = plots_lib.plot_result(router_result, workdir / "plots")
+        others = {name: report_lib.evaluate_router(P, **args) for name, P in predictions.items()
+                  if name != "SharedTrunkNet"}
+        if others:
+            plot_files += plots_lib.plot_comparison({"SharedTrunkNet": router_result, **others}, workdir / "plots")
 
     metrics = {
         "headline": {k: router_result["headline"][k] for k in HEADLINE if k in router_result["headline"]},

@@ -125,6 +125,33 @@ def plot_auc_bars(path, aucs: Mapping[str, tuple[Sequence[float], Sequence[float
     return _save(fig, path)
 
 
+def _auc_with_ci(result: dict) -> tuple[list, list, list]:
+    """(auc [K], ci_low [K], ci_high [K]) of an ``evaluate_router`` result, in target order."""
+    pt = [result["per_target"][n] for n in result["target_names"]]
+    return [t["auc"] for t in pt], [t["auc_ci"][0] for t in pt], [t["auc_ci"][1] for t in pt]
+
+
+def plot_comparison(results: Mapping[str, dict], out_dir, prefix: str = "routers") -> list[str]:
+    """Several routers' ``evaluate_router`` results (same rows) in one figure each: their tolerance-rule
+    cost–accuracy curves with the single models and Oracle (per cost axis), and per-target AUC bars."""
+    os.makedirs(out_dir, exist_ok=True)
+    first = next(iter(results.values()))
+    names, cv0 = first["target_names"], first["curves"]
+    paths = []
+    for ax_name, label in (("price", "mean price of chosen model ($ / M input tokens)"),
+                           ("query", "mean cost per prompt ($)")):
+        if ax_name not in cv0["model_cost"]:
+            continue
+        curves_ = {router: (r["curves"]["tolerance"][ax_name], r["curves"]["tolerance"]["acc"])
+                   for router, r in results.items()}
+        paths.append(plot_cost_accuracy(os.path.join(out_dir, f"{prefix}_cost_accuracy_{ax_name}.png"), curves_,
+                                        (cv0["model_cost"][ax_name], cv0["model_acc"], names), cv0["oracle"],
+                                        cost_label=label, title=f"Routers, tolerance rule ({ax_name} axis)"))
+    aucs = {router: _auc_with_ci(r) for router, r in results.items()}
+    paths.append(plot_auc_bars(os.path.join(out_dir, f"{prefix}_auc.png"), aucs, names))
+    return paths
+
+
 def plot_result(result: dict, out_dir, prefix: str = "router") -> list[str]:
     """All three figures for one ``evaluate_router`` result; returns the written paths."""
     os.makedirs(out_dir, exist_ok=True)
@@ -142,8 +169,5 @@ def plot_result(result: dict, out_dir, prefix: str = "router") -> list[str]:
                                         cost_label=label, title=f"Cost–accuracy ({ax_name} axis)"))
     paths.append(plot_reliability(os.path.join(out_dir, f"{prefix}_reliability.png"), result["calibration"]["uniform"],
                                   names))
-    pt = result["per_target"]
-    aucs = {prefix: ([pt[n]["auc"] for n in names], [pt[n]["auc_ci"][0] for n in names],
-                     [pt[n]["auc_ci"][1] for n in names])}
-    paths.append(plot_auc_bars(os.path.join(out_dir, f"{prefix}_auc.png"), aucs, names))
+    paths.append(plot_auc_bars(os.path.join(out_dir, f"{prefix}_auc.png"), {prefix: _auc_with_ci(result)}, names))
     return paths

@@ -92,6 +92,9 @@ def test_plots_write_pngs(tmp_path):
     r = evaluate_router(P, Y, None, PRICES[None, :] * np.ones((6, 1)) * 1e-3, PRICES, NAMES, n_boot=10)
     paths = plots.plot_result(r, tmp_path, prefix="t")
     assert len(paths) == 4
+    other = evaluate_router(P[::-1], Y, None, PRICES[None, :] * np.ones((6, 1)) * 1e-3, PRICES, NAMES, n_boot=10)
+    paths += plots.plot_comparison({"a": r, "b": other}, tmp_path)
+    assert len(paths) == 7 and (tmp_path / "routers_cost_accuracy_price.png").is_file()
     for p in paths:
         with open(p, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
