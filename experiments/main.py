@@ -8,6 +8,7 @@ import importlib
 import logging as std_logging
 import pathlib
 import sys
+import tempfile
 import time
 
 from absl import app, flags, logging
@@ -37,9 +38,8 @@ def prepare_workdir(workdir: str) -> pathlib.Path:
     path = pathlib.Path(workdir).expanduser().resolve()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test."):  # unique: hosts may share the workdir
+            pass
     except OSError as e:
         raise UsageError(f"--workdir={workdir} cannot be written ({e.strerror}); choose another directory")
     return path
@@ -77,6 +77,7 @@ def main(argv):
     module.run(config, workdir)
     logging.info("Experiment %r finished in %.1f s; outputs in %s", config.experiment,
                  time.time() - start, workdir)
+    distributed.wait_for_all("experiments.main.done")  # processes that finished early wait for the others
 
 
 USAGE = ("usage: python -m experiments.main --config=configs/<name>.py[:args] --workdir=DIR "

@@ -3,8 +3,11 @@
 This is the only module importing orbax. Conventions (style.md §8): absolute paths; every save waits for
 the async write to finish; pytrees are stored as flat dicts ``{"leaf_00000": array, ...}`` with the
 tree paths kept in JSON metadata (so NNX/optax container types never reach orbax and a restore checks
-the structure). Training states are restored into ``jax.ShapeDtypeStruct`` targets on one device; router
-arrays are stored and restored as numpy (so float64 transforms stay float64 without jax_enable_x64).
+the structure). Arrays are stored and restored as numpy (so float64 transforms stay float64 without
+jax_enable_x64); restored training states are put on the default device. Every checkpoint is read and
+written by the calling process alone, without barriers across JAX processes: in a multi-process run only
+process 0 trains and saves (experiments/pipeline.py), so orbax's default all-process barriers would wait
+forever for processes that stopped after the features stage (and orbax refuses host-local jax.Arrays there).
 
 Router checkpoint layout (``save_router(directory, bundle)``), written into ``<dir>.tmp-<pid>`` and
 moved into place with ``os.replace`` (atomic):
@@ -55,9 +58,10 @@ def unflatten_like(like: Any, flat: Mapping[str, Any], paths: Sequence[str], wha
     return jax.tree_util.tree_unflatten(treedef, [flat[f"leaf_{i:05d}"] for i in range(len(expected))])
 
 
-def _target(leaf: jax.Array) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
-                                sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+def _this_process_only() -> ocp.options.MultiprocessingOptions:
+    """Orbax options for a checkpoint that this process reads or writes alone (see the module docstring)."""
+    pid = jax.process_index()
+    return ocp.options.MultiprocessingOptions(primary_host=pid, active_processes={pid})
 
 
 class TrainStateCheckpointer:
@@ -69,15 +73,16 @@ class TrainStateCheckpointer:
 
     def __init__(self, directory: str | os.PathLike, max_to_keep: int = 2):
         self.directory = _abs(directory)
-        self._mngr = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+        self.directory.mkdir(parents=True, exist_ok=True)  # orbax refuses create=True with active_processes
+        self._mngr = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=False, multiprocessing_options=_this_process_only()))
 
     def latest_step(self) -> int | None:
         return self._mngr.latest_step()
 
     def save(self, step: int, tree: Any, metadata: Mapping[str, Any]) -> None:
         flat, paths = flatten_tree(tree)
-        flat = {k: jax.numpy.asarray(v) for k, v in flat.items()}
+        flat = {k: np.asarray(v) for k, v in flat.items()}
         meta = {**metadata, "tree_paths": paths}
         self._mngr.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(flat),
                                                            meta=ocp.args.JsonSave(meta)), force=True)
@@ -88,13 +93,12 @@ class TrainStateCheckpointer:
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         flat_like, _ = flatten_tree(like)
-        flat_like = {k: jax.numpy.asarray(v) for k, v in flat_like.items()}
-        out = self._mngr.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore({k: _target(v) for k, v in flat_like.items()}),
-            meta=ocp.args.JsonRestore()))
+        flat_like = {k: np.asarray(v) for k, v in flat_like.items()}
+        out = self._mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(flat_like),
+                                                               meta=ocp.args.JsonRestore()))
         meta = dict(out["meta"])
         tree = unflatten_like(like, out["state"], meta.pop("tree_paths"), f"checkpoint {self.directory}")
-        return tree, meta
+        return jax.tree.map(jax.numpy.asarray, tree), meta
 
     def close(self) -> None:
         self._mngr.wait_until_finished()
@@ -106,7 +110,7 @@ def save_arrays(directory: str | os.PathLike, tree: Mapping[str, Any]) -> dict[s
     {paths, shapes, dtypes}."""
     flat, paths = flatten_tree(tree)
     flat = {k: np.asarray(v) for k, v in flat.items()}
-    ckptr = ocp.StandardCheckpointer()
+    ckptr = ocp.StandardCheckpointer(multiprocessing_options=_this_process_only())
     ckptr.save(_abs(directory), flat)
     ckptr.wait_until_finished()
     ckptr.close()
@@ -118,7 +122,7 @@ def load_arrays(directory: str | os.PathLike, index: Mapping[str, Any]) -> list[
     """Read the arrays written by ``save_arrays`` (as numpy, in flatten order) using the JSON index."""
     target = {f"leaf_{i:05d}": np.empty(tuple(shape), np.dtype(dtype))
               for i, (shape, dtype) in enumerate(zip(index["shapes"], index["dtypes"]))}
-    ckptr = ocp.StandardCheckpointer()
+    ckptr = ocp.StandardCheckpointer(multiprocessing_options=_this_process_only())
     out = ckptr.restore(_abs(directory), target)
     ckptr.close()
     return [np.asarray(out[f"leaf_{i:05d}"]) for i in range(len(target))]

@@ -25,9 +25,9 @@ SENTENCE_ENCODERS = ("minilm_l6", "tiny_bert")
 def _byte_tokenizer() -> tokenizers.Tokenizer:
     """[PAD]=0, [CLS]=1, [SEP]=2, then the 256 bytes; CLS/SEP added around each text like BERT."""
     specials = ["[PAD]", "[CLS]", "[SEP]"]
+    alphabet = sorted(tokenizers.pre_tokenizers.ByteLevel.alphabet())  # unsorted, its order changes per process
     tok = tokenizers.Tokenizer(tokenizers.models.BPE(
-        vocab={**{s: i for i, s in enumerate(specials)},
-               **{c: i + len(specials) for i, c in enumerate(tokenizers.pre_tokenizers.ByteLevel.alphabet())}},
+        vocab={**{s: i for i, s in enumerate(specials)}, **{c: i + len(specials) for i, c in enumerate(alphabet)}},
         merges=[]))
     tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.post_processor = tokenizers.processors.TemplateProcessing(

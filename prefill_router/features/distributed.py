@@ -11,6 +11,10 @@ variables ``PREFILL_ROUTER_COORDINATOR`` / ``PREFILL_ROUTER_NUM_PROCESSES`` / ``
 JAX's own ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``; a SLURM job with more
 than one task (``SLURM_NTASKS`` > 1: JAX's SLURM cluster detection fills in the rest); or
 ``PREFILL_ROUTER_MULTIHOST=1`` alone, which lets JAX detect the cluster itself (Cloud TPU VM pods).
+
+Processes may finish at different times (the pipeline's hosts other than 0 stop after the features stage).
+JAX's shutdown barrier at exit waits 5 minutes for the others and then aborts every process, so the entry
+point first waits in `wait_for_all`, which has no such limit.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ _ENV_SETS = (
     ("PREFILL_ROUTER_COORDINATOR", "PREFILL_ROUTER_NUM_PROCESSES", "PREFILL_ROUTER_PROCESS_ID"),
     ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"),
 )
+WAIT_TIMEOUT_S = 7 * 24 * 3600
 
 
 def _resolve(coordinator_address, num_processes, process_id):
@@ -83,6 +88,17 @@ def barrier(name: str) -> None:
     if process_count() > 1:
         from jax.experimental import multihost_utils
         multihost_utils.sync_global_devices(name)
+
+
+def wait_for_all(name: str, timeout_s: int = WAIT_TIMEOUT_S) -> None:
+    """Blocks until every process reaches `name`, for up to `timeout_s` (no-op with one process).
+
+    Unlike `barrier` it runs no device collective, only the coordination service's barrier, so it can wait
+    for hours, e.g. for process 0 to finish training. When another process exits without reaching it, JAX
+    aborts this one when its shutdown barrier fails, about 5 minutes later."""
+    if process_count() > 1:
+        from jax._src import distributed as jax_distributed  # no public handle; JAX's serialization uses it too
+        jax_distributed.global_state.client.wait_at_barrier(name, timeout_in_ms=timeout_s * 1000)
 
 
 def local_data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
