@@ -60,12 +60,7 @@ def _nearest_layer(layers, target: float) -> int:
 def run(config, workdir: pathlib.Path) -> dict:
     timings = {}
     with pipeline.stage("data", timings):
-        ds = pipeline.load_routing_data(config)
-        train, test = ds.rows("train"), ds.rows("test")
-        if len(train) == 0 or len(test) == 0:
-            raise ValueError(f"need training and test rows; got {len(train)} train / {len(test)} test")
-        costs_query = data_lib.per_prompt_costs(ds, train_rows=train)
-        prices_in = np.array([ds.prices[t][0] for t in ds.targets], np.float64)
+        ds, train, test, costs_query, prices_in = pipeline.load_split(config)
     with pipeline.stage("features", timings):
         feats = pipeline.extract_all(config, ds.prompts)
     if jax.process_index() != 0:
@@ -92,9 +87,7 @@ def run(config, workdir: pathlib.Path) -> dict:
                 predictions[name] = ens.predict(designs[name][test])
                 sources[name] = [s.describe() for s in combos[name]]
         reference = f"per-target {config.probe.criterion} (paper)"
-        ref_specs = [router_lib.BlockSpec(c.target, c.encoder, c.layer, c.pooling, config.router.pca_dim)
-                     for c in choices]
-        _, X = router_lib.build_design(lookup, ref_specs, train)
+        _, X = router_lib.build_design(lookup, pipeline.per_target_specs(choices, config.router.pca_dim), train)
         ens = router_lib.train_ensemble(X[train], ds.labels[train], ds.mask[train], cfg, target_names=ds.targets)
         predictions[reference] = ens.predict(X[test])
         sources[reference] = [f"{c.target}: {c.encoder}/L{c.layer}/{c.pooling}" for c in choices]

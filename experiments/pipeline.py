@@ -100,6 +100,16 @@ def subsample(ds, max_train: int, max_test: int, seed: int):
     return ds if len(rows) == ds.num_rows else ds.subset(rows)
 
 
+def load_split(config):
+    """(dataset, train rows, test rows, per-prompt costs [N, K], input prices [K]); both splits non-empty."""
+    ds = load_routing_data(config)
+    train, test = ds.rows("train"), ds.rows("test")
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError(f"need training and test rows; got {len(train)} train / {len(test)} test")
+    prices_in = np.array([ds.prices[t][0] for t in ds.targets], np.float64)
+    return ds, train, test, data_lib.per_prompt_costs(ds, train_rows=train), prices_in
+
+
 # ----------------------------------------------------------------------------------------------------
 # Features and probes
 # ----------------------------------------------------------------------------------------------------
@@ -159,10 +169,14 @@ class FeatureLookup:
         return self.cache[key]
 
 
+def per_target_specs(choices, pca_dim: int) -> list:
+    """The paper's layout: one block per target from its selected (encoder, layer, pooling)."""
+    return [router_lib.BlockSpec(c.target, c.encoder, c.layer, c.pooling, pca_dim) for c in choices]
+
+
 def block_specs(config, choices, ds) -> list:
     if config.router.layout == "per_target":
-        return [router_lib.BlockSpec(c.target, c.encoder, c.layer, c.pooling, config.router.pca_dim)
-                for c in choices]
+        return per_target_specs(choices, config.router.pca_dim)
     if config.router.layout == "shared":
         sources = list(dict.fromkeys(router_lib.FeatureSource(c.encoder, c.layer, c.pooling) for c in choices))
         return [router_lib.SharedBlockSpec(tuple(sources), config.router.pca_dim)]
@@ -185,17 +199,12 @@ def run(config, workdir: pathlib.Path) -> dict:
     (workdir / "plots").mkdir(exist_ok=True)
 
     with stage("data", timings):
-        ds = load_routing_data(config)
-        train, test = ds.rows("train"), ds.rows("test")
-        if len(train) == 0 or len(test) == 0:
-            raise ValueError(f"need training and test rows; got {len(train)} train / {len(test)} test")
+        ds, train, test, costs_query, prices_in = load_split(config)
         stats = {"all": data_lib.dataset_stats(ds), "train": data_lib.dataset_stats(ds, train),
                  "test": data_lib.dataset_stats(ds, test)}
         data_lib.write_stats(stats["all"], workdir / "data_stats")
         logging.info("dataset %s: %d prompts x %d targets; %d train / %d test", ds.name, ds.num_rows,
                      ds.num_targets, len(train), len(test))
-        costs_query = data_lib.per_prompt_costs(ds, train_rows=train)
-        prices_in = np.array([ds.prices[t][0] for t in ds.targets], np.float64)
 
     with stage("features", timings):
         feats = extract_all(config, ds.prompts)
