@@ -36,6 +36,8 @@ def get_config(arg=None):
     c.experiment = "layer_sweep"
     c.sweep = ml_collections.ConfigDict()
     c.sweep.poolings = ("last", "mean")
+    if not own["stride"].isdigit() or int(own["stride"]) < 1:
+        raise ValueError(f"config arg stride={own['stride']!r}: expected a positive integer (every stride-th layer)")
     c.sweep.layer_stride = int(own["stride"])
     c.sweep.top_k = (1, 2, 3)        # union over targets of each target's k best candidates
     c.sweep.depths = (0.25, 0.5, 0.75)  # relative depths for cross-encoder concatenations

@@ -10,7 +10,8 @@ Forward (per block, pre-norm residual; Gemma adds the bracketed sandwich norms):
 RMSNorm(x) = x / sqrt(mean(x^2) + eps) * w   (Gemma: * (1 + w)), computed in float32.
 RoPE uses transformers' rotate-half layout on positions p_t = clip(cumsum(mask)_t - 1, 0), so left
 and right padding give identical features. Attention allows key s for query t iff mask_s = 1,
-s <= t, and for sliding-window blocks t - s < window; scores = scale * q.k in float32.
+s <= t, and for sliding-window blocks t - s < window; scores = scale * q.k in float32, computed in causal
+blocks of ATTENTION_BLOCK query rows that skip the keys after the block (`attention`).
 
 Layer-index convention of the pooled outputs (`EncoderOutput.last/mean`, [L+1, B, D]):
     l = 0: the embedding output, i.e. the input of block 1. This equals transformers'
@@ -85,17 +86,47 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     return jnp.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)
 
 
-def attention(q: jax.Array, k: jax.Array, v: jax.Array, allowed: jax.Array) -> jax.Array:
-    """Grouped-query attention. q [B,T,N,H] (already scaled), k, v [B,S,K,H], allowed [B,T,S] bool
-    -> [B,T,N,H]. Query head n uses kv head n // G (transformers' repeat_kv order)."""
+ATTENTION_BLOCK = 128  # query rows per causal attention block (see `attention`)
+
+
+def _attend(q: jax.Array, k: jax.Array, v: jax.Array, allowed: jax.Array) -> jax.Array:
+    """Dense GQA attention. q [B,T,N,H] (already scaled), k, v [B,S,K,H], allowed [B,T,S] bool -> [B,T,N,H].
+
+    Query head n uses kv head n // G (transformers' repeat_kv order); heads are laid out [B, K, G*T, H] so both
+    products are plain batched matmuls, and the softmax is normalised after the value product:
+        o_t = sum_s e_ts v_s / sum_s e_ts,   e_ts = exp(q_t.k_s - max_s' q_t.k_s')  over allowed s (float32).
+    A query with no allowed key (a padding row, discarded) gets some average of v, never NaN."""
     b, t, n, h = q.shape
     kv = k.shape[2]
-    qg = q.reshape(b, t, kv, n // kv, h)
-    s = jnp.einsum("btkgh,bskh->bkgts", qg, k, preferred_element_type=jnp.float32)
+    g = n // kv
+    qh = q.reshape(b, t, kv, g, h).transpose(0, 2, 3, 1, 4).reshape(b, kv, g * t, h)
+    kh, vh = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)                  # [B, K, S, H]
+    s = jnp.einsum("bkqh,bksh->bkqs", qh, kh, preferred_element_type=jnp.float32).reshape(b, kv, g, t, -1)
     s = jnp.where(allowed[:, None, None], s, _NEG)
-    p = jax.nn.softmax(s, axis=-1).astype(v.dtype)
-    o = jnp.einsum("bkgts,bskh->btkgh", p, v)
-    return o.reshape(b, t, n, h)
+    e = jnp.exp(s - jnp.max(s, axis=-1, keepdims=True))
+    denom = jnp.sum(e, axis=-1, keepdims=True)                                  # [B, K, G, T, 1]
+    o = jnp.einsum("bkqs,bksh->bkqh", e.reshape(b, kv, g * t, -1).astype(v.dtype), vh,
+                   preferred_element_type=jnp.float32).reshape(b, kv, g, t, h)
+    o = (o / denom).astype(v.dtype)
+    return o.transpose(0, 3, 1, 2, 4).reshape(b, t, n, h)
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, allowed: jax.Array, block: int | None = None) -> jax.Array:
+    """Causal GQA attention, q [B,T,N,H] (already scaled), k, v [B,S=T,K,H], allowed [B,T,S] bool -> [B,T,N,H].
+
+    `allowed` must be causal (no key after its query), so query block [t0, t1) only needs keys [0, t1): blocks
+    of `block` rows skip the upper triangle (about half the work for long prompts) and keep each score tile
+    [B, K, G, block, t1] small enough for the cache. Same result as one dense `_attend` up to float rounding.
+    `block` defaults to ATTENTION_BLOCK, read at trace time."""
+    block = block or ATTENTION_BLOCK
+    t = q.shape[1]
+    if t <= block:
+        return _attend(q, k, v, allowed)
+    outs = []
+    for t0 in range(0, t, block):
+        t1 = min(t0 + block, t)
+        outs.append(_attend(q[:, t0:t1], k[:, :t1], v[:, :t1], allowed[:, t0:t1, :t1]))
+    return jnp.concatenate(outs, axis=1)
 
 
 def block_forward(cfg: EncoderConfig, p: dict, x: jax.Array, rope_full, rope_local, allowed_full,

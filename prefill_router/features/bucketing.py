@@ -1,13 +1,13 @@
 """Length bucketing: group prompts into a few padded [B, T] shapes.
 
-Prompts are sorted by token length (stable, so ties keep their original order) and cut into
-batches whose padded length T comes from a small grid (default: 2 steps per octave, multiples
-of 8: 16, 24, 32, 48, 64, 96, 128, ...; ``max_length`` is always the last entry). With a token
-budget the batch size shrinks as T grows so that B x T stays roughly constant; every batch size
-is a multiple of the number of data-parallel devices. The last batch of a bucket is padded
-(with dummy rows) only up to the smallest allowed size that fits, where allowed sizes are
-``num_devices * 2**k`` and the bucket's full size, so the number of compiled shapes stays
-O(buckets x log B).
+Prompts are sorted by token length (stable, so ties keep their original order) and cut, in that
+order, into consecutive batches. A batch's padded length T is the grid step (default: 4 steps per
+octave, multiples of 8: 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, ...; ``max_length`` is always the
+last entry) of its longest prompt; with a token budget its size is B(T) = floor(batch_tokens / T)
+rounded down to a multiple of the number of data-parallel devices, so B x T stays roughly constant.
+Because batches run across grid steps instead of stopping at each one, every batch is full except
+the very last, which is padded (with dummy rows) only up to the smallest allowed size that fits:
+``num_devices * 2**k`` or the full size. Compiled shapes: about one per grid step used, plus one.
 
     padding_efficiency = sum(real tokens) / sum(B_padded * T_padded)
 
@@ -51,7 +51,7 @@ class BucketPlan:
         return sorted({b.shape for b in self.batches})
 
 
-def default_length_grid(max_length: int, min_length: int = 16, steps_per_octave: int = 2) -> list[int]:
+def default_length_grid(max_length: int, min_length: int = 16, steps_per_octave: int = 4) -> list[int]:
     """Geometric grid of padded lengths, rounded up to multiples of 8, capped by (and ending at) max_length."""
     if max_length < 1:
         raise ValueError(f"max_length must be >= 1, got {max_length}")
@@ -100,22 +100,27 @@ def plan_batches(lengths: Sequence[int], *, batch_tokens: int | None = None, bat
         grid = sorted(set(g for g in grid if g >= 1) | {max_length})
     grid_arr = np.asarray(grid)
 
-    order = np.argsort(lengths, kind="stable")
-    padded_len = grid_arr[np.searchsorted(grid_arr, lengths[order], side="left")]
-    batches: list[Batch] = []
-    padded_tokens = 0
-    for length in np.unique(padded_len):
-        members = order[padded_len == length]
+    def full_size(length: int) -> int:
         if batch_tokens is not None:
-            full = _round_to_devices(batch_tokens // int(length), num_devices)
-        else:
-            full = int(math.ceil(batch_size / num_devices) * num_devices)
-        allowed = _allowed_sizes(full, num_devices)
-        for start in range(0, len(members), full):
-            idx = members[start:start + full]
-            size = next(s for s in allowed if s >= len(idx))
-            batches.append(Batch(indices=idx, batch_size=size, length=int(length)))
-            padded_tokens += size * int(length)
+            return _round_to_devices(batch_tokens // length, num_devices)
+        return int(math.ceil(batch_size / num_devices) * num_devices)
+
+    order = np.argsort(lengths, kind="stable")
+    padded_len = grid_arr[np.searchsorted(grid_arr, lengths[order], side="left")]  # nondecreasing
+    fits = np.asarray([full_size(int(t)) for t in padded_len], dtype=np.int64)      # B(T) of each prompt
+    batches: list[Batch] = []
+    padded_tokens, start, n = 0, 0, len(order)
+    while start < n:
+        # the longest run whose last (longest) prompt's budget still holds it: B(T_last) >= count; since B(T)
+        # is nonincreasing along the sorted order, the condition holds for a prefix of counts
+        window = fits[start:start + int(fits[start])]
+        count = int(np.sum(window >= np.arange(1, len(window) + 1)))
+        end = start + count
+        length = int(padded_len[end - 1])
+        size = next(s for s in _allowed_sizes(full_size(length), num_devices) if s >= count)
+        batches.append(Batch(indices=order[start:end], batch_size=size, length=length))
+        padded_tokens += size * length
+        start = end
     return BucketPlan(batches=batches, real_tokens=int(lengths.sum()), padded_tokens=padded_tokens)
 
 

@@ -87,3 +87,33 @@ def test_input_checks():
         model(IDS[:, :6], MASK[:, :5])
     with pytest.raises(ValueError, match="unknown encoder family"):
         random_model("gpt2")
+
+
+@pytest.mark.parametrize("padding", ["left", "right"])
+@pytest.mark.parametrize("window", [None, 3])
+@pytest.mark.parametrize("block", [3, 4, 11, 64])
+def test_blocked_causal_attention_equals_dense(padding, window, block):
+    """Query blocks that skip the upper triangle give the dense result (causal, padded, sliding-window masks)."""
+    from prefill_router.encoders import base
+    b, t, n, kv, h = 3, 11, 6, 2, 5
+    keys = jax.random.split(jax.random.key(0), 3)
+    q = jax.random.normal(keys[0], (b, t, n, h))
+    k = jax.random.normal(keys[1], (b, t, kv, h))
+    v = jax.random.normal(keys[2], (b, t, kv, h))
+    lengths = np.array([11, 6, 1])
+    cols = np.arange(t)
+    mask = (cols[None] >= t - lengths[:, None]) if padding == "left" else (cols[None] < lengths[:, None])
+    allowed = (cols[None, :] <= cols[:, None])[None] & mask[:, None, :]
+    if window is not None:
+        allowed &= ((cols[:, None] - cols[None, :]) < window)[None]
+    dense = base._attend(q, k, v, jnp.asarray(allowed))
+    blocked = base.attention(q, k, v, jnp.asarray(allowed), block=block)
+    attends = allowed.any(-1)  # [B, T]; queries without an allowed key are padding, their output is unspecified
+    np.testing.assert_allclose(np.asarray(blocked)[attends], np.asarray(dense)[attends], atol=1e-6, rtol=0)
+    # reference: softmax over the allowed keys, kv head n // (n / kv); rows with no allowed key are padding
+    s = np.einsum("btnh,bsnh->bnts", np.asarray(q), np.repeat(np.asarray(k), n // kv, axis=2))
+    s = np.where(allowed[:, None], s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    want = np.einsum("bnts,bsnh->btnh", p / p.sum(-1, keepdims=True), np.repeat(np.asarray(v), n // kv, axis=2))
+    real = mask.astype(bool)
+    np.testing.assert_allclose(np.asarray(blocked)[real], want[real], atol=1e-5, rtol=0)

@@ -3,8 +3,9 @@
 Each case builds a tiny random transformers model with odd/prime dims (torch.manual_seed(0); norm
 weights and biases perturbed so that (1 + w) vs w, or a dropped bias, cannot pass), saves it as
 safetensors, loads it with `load_hf_dir`, and runs one padded batch of varying lengths with LEFT and
-RIGHT padding. Compared at float32 atol 1e-5: every layer's residual stream at the real tokens,
-its last-token and masked-mean pooling, the final-normed states and the logits. transformers gets
+RIGHT padding, as one attention block and as blocks of 4 query rows. Compared at float32 atol 1e-5:
+every layer's residual stream at the real tokens, its last-token and masked-mean pooling, the
+final-normed states and the logits. transformers gets
 the same positions (cumsum(mask) - 1) that the port derives from the mask. The reference pre-norm
 states come from forward hooks on the decoder layers (transformers' `hidden_states[L]` is after the
 final norm; `hidden_states[0]` is checked to equal our layer 0).
@@ -16,7 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from prefill_router.encoders import EncoderConfig, load_hf_dir  # noqa: E402
+from prefill_router.encoders import EncoderConfig, base, load_hf_dir  # noqa: E402
 
 ATOL = 1e-5
 LENGTHS = (9, 5, 2)   # B = 3, T = 9
@@ -115,9 +116,20 @@ def case(request, tmp_path_factory):
     return request.param, hf_model, model, forward
 
 
+@pytest.fixture(params=[None, 4], ids=["dense", "blocked4"])
+def attention_block(request, monkeypatch):
+    """None: T = 9 fits one attention block; 4: query blocks [0,4), [4,8), [8,9) (blocked causal path)."""
+    if request.param is not None:
+        monkeypatch.setattr(base, "ATTENTION_BLOCK", request.param)
+    jax.clear_caches()  # the block size is read at trace time
+    yield request.param
+    jax.clear_caches()
+
+
 @pytest.mark.parametrize("padding", ["left", "right"])
-def test_every_layer_matches_transformers(case, padding):
-    name, hf_model, model, forward = case
+def test_every_layer_matches_transformers(case, padding, attention_block):
+    name, hf_model, model, _ = case
+    forward = jax.jit(lambda m, i, k: m(i, k, return_hidden=True, return_logits=True, return_final_hidden=True))
     ids, mask = _batch(padding)
     pre, post, logits = _hf_forward(hf_model, ids, mask)
     out = forward(model, ids, mask)

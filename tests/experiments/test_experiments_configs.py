@@ -31,3 +31,13 @@ def test_sweeps_enumerate_distinct_named_runs(name):
     path, _, runs = sweep.load_sweep(f"configs/{name}.py")
     assert len(runs) >= 3 and len({r["name"] for r in runs}) == len(runs)
     assert all(sweep.command(path, "", r, path.parent)[3].startswith("--config=") for r in runs)
+
+
+def test_layer_sweep_config_args():
+    from configs import layer_sweep
+    assert layer_sweep.get_config("base=default,stride=2").sweep.layer_stride == 2
+    for bad in ("stride=x", "stride=0", "stride=1.5"):
+        with pytest.raises(ValueError, match="stride=.*positive integer"):
+            layer_sweep.get_config(bad)
+    with pytest.raises(ValueError, match="base='nope'"):
+        layer_sweep.get_config("base=nope")

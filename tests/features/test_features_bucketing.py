@@ -11,7 +11,8 @@ def _lengths(n=500, seed=0, max_length=512):
 
 
 def test_default_grid():
-    assert bucketing.default_length_grid(128) == [16, 24, 32, 48, 64, 96, 128]
+    assert bucketing.default_length_grid(128) == [16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128]
+    assert bucketing.default_length_grid(128, steps_per_octave=2) == [16, 24, 32, 48, 64, 96, 128]
     assert bucketing.default_length_grid(100)[-1] == 100
     assert bucketing.default_length_grid(8) == [8]
 
@@ -84,3 +85,20 @@ def test_pad_batch(side):
         np.testing.assert_array_equal(ids[:2], [[0, 0, 0, 4], [0, 1, 2, 3]])
         np.testing.assert_array_equal(mask, [[0, 0, 0, 1], [0, 1, 1, 1], [0, 0, 0, 1], [0, 0, 0, 1]])
     assert ids.dtype == np.int32 and mask.dtype == np.int32
+
+
+@pytest.mark.parametrize("num_devices", [1, 2])
+def test_batches_run_across_grid_steps_so_only_the_last_is_partial(num_devices):
+    """A batch has dummy rows only at the end of the plan, or when the next prompt would need a longer
+    padded length than the batch's budget allows."""
+    lengths = _lengths(seed=3)
+    grid = np.asarray(bucketing.default_length_grid(512))
+    plan = bucketing.plan_batches(lengths, batch_tokens=2048, max_length=512, num_devices=num_devices)
+    order = np.concatenate([b.indices for b in plan.batches])
+    np.testing.assert_array_equal(order, np.argsort(lengths, kind="stable"))
+    for batch, following in zip(plan.batches[:-1], plan.batches[1:]):
+        assert batch.length == grid[np.searchsorted(grid, lengths[batch.indices].max())]
+        if len(batch.indices) < batch.batch_size:
+            next_len = grid[np.searchsorted(grid, lengths[following.indices[0]])]
+            assert next_len > batch.length and (2048 // next_len) // num_devices * num_devices <= len(batch.indices)
+    assert plan.padding_efficiency > 0.8
