@@ -5,9 +5,10 @@ order, into consecutive batches. A batch's padded length T is the grid step (def
 octave, multiples of 8: 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, ...; ``max_length`` is always the
 last entry) of its longest prompt; with a token budget its size is B(T) = floor(batch_tokens / T)
 rounded down to a multiple of the number of data-parallel devices, so B x T stays roughly constant.
-Because batches run across grid steps instead of stopping at each one, every batch is full except
-the very last, which is padded (with dummy rows) only up to the smallest allowed size that fits:
-``num_devices * 2**k`` or the full size. Compiled shapes: about one per grid step used, plus one.
+Because batches run across grid steps instead of stopping at each one, a batch has dummy rows only
+at the end of the plan or where its next prompt needs a longer T than the batch's budget allows;
+it is then padded only up to the smallest allowed size that fits: ``num_devices * 2**k`` or the full
+size. Compiled shapes: about one per grid step used, plus a few partial sizes.
 
     padding_efficiency = sum(real tokens) / sum(B_padded * T_padded)
 
@@ -106,8 +107,9 @@ def plan_batches(lengths: Sequence[int], *, batch_tokens: int | None = None, bat
         return int(math.ceil(batch_size / num_devices) * num_devices)
 
     order = np.argsort(lengths, kind="stable")
-    padded_len = grid_arr[np.searchsorted(grid_arr, lengths[order], side="left")]  # nondecreasing
-    fits = np.asarray([full_size(int(t)) for t in padded_len], dtype=np.int64)      # B(T) of each prompt
+    step = np.searchsorted(grid_arr, lengths[order], side="left")                    # grid step, nondecreasing
+    padded_len = grid_arr[step]
+    fits = np.asarray([full_size(int(t)) for t in grid_arr], dtype=np.int64)[step]   # B(T) of each prompt
     batches: list[Batch] = []
     padded_tokens, start, n = 0, 0, len(order)
     while start < n:
@@ -117,7 +119,7 @@ def plan_batches(lengths: Sequence[int], *, batch_tokens: int | None = None, bat
         count = int(np.sum(window >= np.arange(1, len(window) + 1)))
         end = start + count
         length = int(padded_len[end - 1])
-        size = next(s for s in _allowed_sizes(full_size(length), num_devices) if s >= count)
+        size = next(s for s in _allowed_sizes(int(fits[end - 1]), num_devices) if s >= count)
         batches.append(Batch(indices=order[start:end], batch_size=size, length=length))
         padded_tokens += size * length
         start = end
