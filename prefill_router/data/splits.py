@@ -1,18 +1,27 @@
 """Leak-proof train/val/test splits for a RoutingDataset.
 
-The dedup key (method.md §2) is the prompt lowercased with whitespace collapsed. Rules:
-    * `deduplicate` keeps one row per key. Within a key the row kept is the first (in row order)
+Prompt keys. `question_stem(prompt)` splits a rendered prompt into its normalised stem (lowercased,
+whitespace collapsed; the question without its option block) and its option set: the last run of
+>= 2 single-line options lettered A., B., ... (else numbered 1., 2., ...), or a trailing run of >= 2
+`assert` lines (code tests). `stem_key` = (stem, sorted options), so a question whose options were
+shuffled keeps its key. Two prompts are *twins* when one stem equals the other or is a prefix of it,
+ending at a word boundary, of at least half its length (a question with an instruction appended), and their option sets are equal or
+share an option (a shuffled, or partly changed, option/test list). Rules:
+    * `deduplicate` keeps one row per stem key. Within a key the row kept is the first (in row order)
       of the most held-out split present: test > val > train > unassigned. So a prompt that a
       dataset puts in both train and test is dropped from train. Rows of one key whose observed
       labels disagree on some target are *conflicts*: on_conflict='keep_first' keeps that row
       and counts them (logged, and stored in meta['dedup']); on_conflict='error' raises.
     * `assign_splits` deduplicates, then either honours a complete existing split (the dataset's
-      own) or draws a seeded split, stratified by task.
+      own) or draws a seeded split, stratified by task; then `drop_test_twins` drops the train/val
+      twins of test prompts, counted per task in meta['dedup']['twins_by_task'].
     * `carve_validation` moves a seeded, stratified share of the *train* rows to 'val'.
 """
 from __future__ import annotations
 
+import bisect
 import collections
+import re
 from typing import Sequence
 
 import numpy as np
@@ -21,11 +30,58 @@ from absl import logging
 from .dataset import SPLIT_NAMES, UNASSIGNED, RoutingDataset
 
 _PRIORITY = {"test": 3, "val": 2, "train": 1, UNASSIGNED: 0}
+_LETTERED = re.compile(r"^\s*\(?([A-Z])[.)]\s+(.*)$")
+_NUMBERED = re.compile(r"^\s*\(?(\d{1,2})[.)]\s+(.*)$")
 
 
 def normalise_prompt(q: str) -> str:
-    """Dedup key: lowercase, every whitespace run -> one space, stripped."""
+    """Lowercase, every whitespace run -> one space, stripped."""
     return " ".join(q.lower().split())
+
+
+def _option_run(lines: list[str], pattern: re.Pattern, first: str) -> tuple[int, int] | None:
+    """[start, end) of the last run of >= 2 lines labelled first, first+1, ... (A, B, ... or 1, 2, ...)."""
+    for start in range(len(lines) - 1, -1, -1):
+        m = pattern.match(lines[start])
+        if not m or m.group(1) != first:
+            continue
+        end, label = start + 1, first
+        while end < len(lines):
+            label = chr(ord(label) + 1) if label.isalpha() else str(int(label) + 1)
+            m = pattern.match(lines[end])
+            if not m or m.group(1) != label:
+                break
+            end += 1
+        if end - start >= 2:
+            return start, end
+    return None
+
+
+def question_stem(prompt: str) -> tuple[str, tuple[str, ...]]:
+    """(normalised stem, sorted normalised options) of a rendered prompt (module docstring)."""
+    lines = prompt.split("\n")
+    pattern = _LETTERED
+    run = _option_run(lines, pattern, "A")
+    if run is None:
+        pattern = _NUMBERED
+        run = _option_run(lines, pattern, "1")
+    if run is not None:
+        start, end = run
+        options = [pattern.match(line).group(2) for line in lines[start:end]]
+        stem_lines = lines[:start] + lines[end:]
+    else:
+        n_tests = 0
+        while n_tests < len(lines) and lines[len(lines) - 1 - n_tests].lstrip().startswith("assert "):
+            n_tests += 1
+        n_tests = n_tests if n_tests >= 2 else 0
+        options, stem_lines = lines[len(lines) - n_tests:], lines[:len(lines) - n_tests]
+    return normalise_prompt("\n".join(stem_lines)), tuple(sorted(normalise_prompt(o) for o in options))
+
+
+def stem_key(prompt: str) -> str:
+    """De-duplication key: the stem and the sorted option set, joined by a separator."""
+    stem, options = question_stem(prompt)
+    return "\x1f".join((stem,) + options)
 
 
 def _conflicts(labels: np.ndarray, mask: np.ndarray) -> bool:
@@ -38,7 +94,7 @@ def _conflicts(labels: np.ndarray, mask: np.ndarray) -> bool:
 
 
 def deduplicate(ds: RoutingDataset, on_conflict: str = "keep_first") -> RoutingDataset:
-    """One row per normalised prompt (see module docstring for which row survives).
+    """One row per stem key (see module docstring for which row survives).
 
     Returns a new dataset whose meta['dedup'] records {'dropped', 'dropped_cross_split',
     'conflicting_groups'} (accumulated over repeated calls: a second call drops nothing).
@@ -47,7 +103,7 @@ def deduplicate(ds: RoutingDataset, on_conflict: str = "keep_first") -> RoutingD
         raise ValueError(f"on_conflict={on_conflict!r}; use 'keep_first' or 'error'")
     groups: dict[str, list[int]] = collections.defaultdict(list)
     for i, p in enumerate(ds.prompts):
-        groups[normalise_prompt(p)].append(i)
+        groups[stem_key(p)].append(i)
     keep, cross, conflicting, examples = [], 0, 0, []
     for key, idx in groups.items():
         best = max(idx, key=lambda i: (_PRIORITY[ds.split[i]], -i))
@@ -78,17 +134,80 @@ def deduplicate(ds: RoutingDataset, on_conflict: str = "keep_first") -> RoutingD
 
 
 def split_overlap(ds: RoutingDataset) -> dict[str, int]:
-    """Number of normalised prompts shared by each pair of splits, e.g. {'train/test': 3}."""
-    keys = {s: {normalise_prompt(ds.prompts[i]) for i in ds.rows(s)} for s in SPLIT_NAMES}
+    """Number of stem keys shared by each pair of splits, e.g. {'train/test': 3}."""
+    keys = {s: {stem_key(ds.prompts[i]) for i in ds.rows(s)} for s in SPLIT_NAMES}
     return {f"{a}/{b}": len(keys[a] & keys[b])
             for n, a in enumerate(SPLIT_NAMES) for b in SPLIT_NAMES[n + 1:]}
 
 
+def _options_match(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    return a == b or bool(set(a) & set(b))
+
+
+def twins_of(prompts: Sequence[str], rows: np.ndarray, held_out: np.ndarray) -> np.ndarray:
+    """The rows (subset of `rows`, ascending) that are twins of some row in `held_out` (module docstring).
+
+    Stems are compared through two sorted lists, so a prefix match costs a binary search per stem.
+    """
+    parsed = {int(i): question_stem(prompts[i]) for i in np.concatenate([rows, held_out])}
+
+    def by_stem(idx):
+        table = collections.defaultdict(list)
+        for i in idx:
+            table[parsed[int(i)][0]].append(int(i))
+        return table, sorted(table)
+
+    def extensions(stem, table, ordered):
+        """Rows of `table` whose stem is `stem` or extends it past a word boundary to at most twice its length."""
+        out = []
+        for other in ordered[bisect.bisect_left(ordered, stem):]:
+            if not other.startswith(stem):
+                break
+            if len(other) <= 2 * len(stem) and (len(other) == len(stem) or not other[len(stem)].isalnum()):
+                out += table[other]
+        return out
+
+    held_table, held_sorted = by_stem(held_out)
+    own_table, own_sorted = by_stem(rows)
+    twins = set()
+    for stem, own_rows in own_table.items():
+        candidates = extensions(stem, held_table, held_sorted)  # held-out stems extending this one
+        for i in own_rows:
+            if any(_options_match(parsed[i][1], parsed[j][1]) for j in candidates):
+                twins.add(i)
+    for stem, held_rows in held_table.items():
+        for i in extensions(stem, own_table, own_sorted):  # own stems extending a held-out one
+            if any(_options_match(parsed[i][1], parsed[j][1]) for j in held_rows):
+                twins.add(i)
+    return np.array(sorted(twins), dtype=np.int64)
+
+
+def drop_test_twins(ds: RoutingDataset) -> RoutingDataset:
+    """Drops train/val rows that are twins of a test row; meta['dedup'] gains 'twins_dropped' and
+    'twins_by_task' {task: count} (accumulated over calls)."""
+    twins = twins_of(ds.prompts, np.flatnonzero(ds.split != "test"), ds.rows("test"))
+    by_task = collections.Counter(ds.tasks[i] for i in twins)
+    out = ds.subset(np.setdiff1d(np.arange(ds.num_rows), twins))
+    out.allow_unlabelled_targets = ds.allow_unlabelled_targets
+    dedup = dict(ds.meta.get("dedup", {}))
+    prev = collections.Counter(dedup.get("twins_by_task", {}))
+    dedup["twins_dropped"] = dedup.get("twins_dropped", 0) + int(twins.size)
+    dedup["twins_by_task"] = dict(sorted((prev + by_task).items()))
+    out.meta["dedup"] = dedup
+    logging.info("drop_test_twins(%s): dropped %d train/val twins of test prompts %s", ds.name, twins.size,
+                 dict(by_task))
+    return out
+
+
 def check_no_leak(ds: RoutingDataset) -> None:
-    """Raises ValueError when a normalised prompt sits in two splits."""
+    """Raises ValueError when a stem key sits in two splits or a train/val row is a twin of a test row."""
     overlap = {k: v for k, v in split_overlap(ds).items() if v}
     if overlap:
-        raise ValueError(f"normalised prompts shared between splits: {overlap}; run deduplicate()")
+        raise ValueError(f"prompt stems shared between splits: {overlap}; run deduplicate()")
+    twins = twins_of(ds.prompts, np.flatnonzero(ds.split != "test"), ds.rows("test"))
+    if twins.size:
+        raise ValueError(f"{twins.size} train/val prompts are near-duplicates of test prompts "
+                         f"(e.g. {ds.prompts[twins[0]][:80]!r}); run drop_test_twins()")
 
 
 def _strata(ds: RoutingDataset, rows: np.ndarray, stratify_by: str | None) -> list[np.ndarray]:
@@ -169,6 +288,7 @@ def assign_splits(ds: RoutingDataset, test_fraction: float = 0.15, val_fraction:
         ds = ds.with_split(split)
         ds.meta["split_source"] = {"seed": seed, "test_fraction": test_fraction,
                                    "val_fraction": val_fraction, "stratify_by": stratify_by}
+    ds = drop_test_twins(ds)
     check_no_leak(ds)
     logging.info("assign_splits(%s): %s", ds.name,
                  {s: int(ds.rows(s).size) for s in SPLIT_NAMES})

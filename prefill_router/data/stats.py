@@ -103,7 +103,7 @@ def dataset_stats(ds: RoutingDataset, rows: Sequence[int] | np.ndarray | None = 
             "disagreement": [[_f(x) for x in row] for row in disagreement],
             "single_class_targets": single_class, "missing_share": _f(1.0 - mask.mean()) if n else None,
             "task_counts": dict(sorted(per_task.items())), "task_accuracy": task_acc,
-            "cost_source": cost_source}
+            "cost_source": cost_source, "dedup": ds.meta.get("dedup")}
 
 
 def _cell(x: Any, fmt: str = "{:.3f}") -> str:
@@ -121,6 +121,12 @@ def format_stats_markdown(stats: dict[str, Any]) -> str:
              f"- Oracle: {_cell(stats['oracle'])}; all wrong: {_cell(stats['all_wrong'])}; "
              f"all correct: {_cell(stats['all_correct'])}",
              f"- missing labels: {_cell(stats['missing_share'])}; costs: {stats['cost_source']}"]
+    dedup = stats.get("dedup")
+    if dedup:
+        lines.append(f"- de-duplication (stem + option set): {dedup.get('dropped', 0)} duplicate rows dropped "
+                     f"({dedup.get('dropped_cross_split', 0)} from a less held-out split); "
+                     f"{dedup.get('twins_dropped', 0)} train/val twins of test prompts dropped, per task: "
+                     + (", ".join(f"{t} {n}" for t, n in dedup.get("twins_by_task", {}).items()) or "none"))
     if stats["single_class_targets"]:
         lines.append(f"- **single-class targets** (all labels equal): {stats['single_class_targets']}")
     lines += ["", "| target | acc | labelled | missing | $/M in | $/M out | cost min | cost median | cost max |",

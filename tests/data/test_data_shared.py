@@ -7,7 +7,7 @@ import pytest
 
 from prefill_router.data import (RoutingDataset, assign_splits, check_no_leak, dataset_stats, deduplicate,
                                  estimate_input_tokens, load_dataset, load_llmrouter, load_routellm,
-                                 normalise_prompt, per_prompt_costs, split_overlap)
+                                 normalise_prompt, per_prompt_costs, question_stem, split_overlap)
 
 # assets.md §3: accuracy at score >= 0.5 over all 6,108 rows
 LLMROUTER_ACC = {"llama-3.1-nemotron-51b-instruct": .624, "llama-3.3-nemotron-super-49b-v1": .575,
@@ -64,6 +64,21 @@ def test_llmrouter_no_leak_after_dedup(llmrouter):
     assert len({normalise_prompt(p) for p in out.prompts}) == out.num_rows
 
 
+def test_llmrouter_no_test_stem_in_train(llmrouter):
+    """GPQA recurs with shuffled options, gsm8k test items as agentverse-mgsm train items with an
+    instruction appended, MBPP with a changed test list: after assign_splits no test stem is in train."""
+    def stems(ds, split):
+        return {question_stem(ds.prompts[i])[0] for i in ds.rows(split)}
+    assert len(stems(llmrouter, "test") & stems(llmrouter, "train")) > 50
+    out = assign_splits(llmrouter, seed=0)
+    assert not stems(out, "test") & stems(out, "train")
+    assert out.rows("test").size == 500
+    dedup = out.meta["dedup"]
+    assert dedup["twins_by_task"]["agentverse-mgsm"] >= 9 and dedup["twins_by_task"]["mbpp"] >= 1
+    assert sum(dedup["twins_by_task"].values()) == dedup["twins_dropped"]
+    check_no_leak(out)
+
+
 def test_llmrouter_save_load_and_costs(llmrouter, tmp_path):
     back = RoutingDataset.load(llmrouter.save(tmp_path / "llmrouter.npz"))
     assert back.prompts == llmrouter.prompts and back.tasks == llmrouter.tasks
@@ -92,7 +107,8 @@ def test_routellm_accuracies(shared_data):
 def test_load_dataset_split(shared_data):
     ds = load_dataset("routellm_mmlu", shared_data, test_fraction=0.2, val_fraction=0.1, seed=1)
     check_no_leak(ds)
-    assert ds.has_split and ds.num_rows == deduplicate(load_routellm(shared_data)).num_rows
+    twins = ds.meta["dedup"]["twins_dropped"]
+    assert ds.has_split and ds.num_rows == deduplicate(load_routellm(shared_data)).num_rows - twins
     assert ds.rows("test").size == pytest.approx(0.2 * ds.num_rows, abs=57)
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset("routerbench", shared_data)

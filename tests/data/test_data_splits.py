@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from prefill_router.data import (RoutingDataset, assign_splits, carve_validation, check_no_leak,
-                                 deduplicate, normalise_prompt, split_overlap)
+                                 deduplicate, drop_test_twins, normalise_prompt, question_stem, split_overlap,
+                                 stem_key, twins_of)
 
 
 def make(prompts, labels, split=None, tasks=None):
@@ -17,6 +18,43 @@ def make(prompts, labels, split=None, tasks=None):
 def test_normalise_prompt():
     assert normalise_prompt("  What IS\n\tthis?  ") == "what is this?"
     assert normalise_prompt("A\u00a0 b") == "a b"
+
+
+def test_question_stem_splits_off_the_option_block():
+    mc = "Which is  largest?\nA. two\nB. Ten\nC. one"
+    assert question_stem(mc) == ("which is largest?", ("one", "ten", "two"))
+    assert stem_key(mc) == stem_key("which is largest?\nA. one\nB. two\nC. ten")  # shuffled options
+    # numbered clues stay in the stem when lettered options follow; numbered options when no letters
+    grid = "Q: houses\n1. clue one\n2. clue two\n\nWhere?\nA. 1\nB. 2"
+    assert question_stem(grid) == ("q: houses 1. clue one 2. clue two where?", ("1", "2"))
+    assert question_stem("Pick\n1. x\n2. y\nAnswer:") == ("pick answer:", ("x", "y"))
+    code = "Write f.\nYour code should pass these tests:\nassert f(1) == 2\nassert f(2) == 3"
+    assert question_stem(code) == ("write f. your code should pass these tests:", ("assert f(1) == 2",
+                                                                                    "assert f(2) == 3"))
+    assert question_stem("What is 2+2?\nA. 4") == ("what is 2+2? a. 4", ())  # one option is no block
+
+
+def test_twins_shuffled_options_appended_instruction_changed_tests():
+    test = ["Q?\nA. x\nB. y", "Compute three plus four.", "Write f.\nassert f(1) == 2\nassert f(2) == 3", "task item 1"]
+    train = ["Q?\nA. y\nB. x",                       # shuffled options: twin
+             "Q?\nA. u\nB. v",                       # same stem, other options: not a twin
+             "Compute three plus four.\nThink step by step.",     # instruction appended: twin
+             "Write f.\nassert f(1) == 2\nassert f(5) == 6",  # one shared test: twin
+             "task item 10",                           # prefix inside a word: not a twin
+             "Compute three plus four. Then explain it in a long and detailed essay please."]  # > 2x longer: not
+    prompts = test + train
+    rows = np.arange(len(test), len(prompts))
+    assert twins_of(prompts, rows, np.arange(len(test))).tolist() == [4, 6, 7]
+    ds = make(prompts, [[1, 0]] * len(prompts), split=["test"] * 4 + ["train"] * 6,
+              tasks=["a", "b", "c", "d", "a", "a", "b", "c", "d", "b"])
+    with pytest.raises(ValueError, match="prompt stems shared between splits: {'train/test': 1}"):
+        check_no_leak(ds)  # the shuffled copy has the same stem key
+    with pytest.raises(ValueError, match="2 train/val prompts are near-duplicates of test prompts"):
+        check_no_leak(ds.subset(np.arange(ds.num_rows) != 4))
+    out = drop_test_twins(ds)
+    assert out.num_rows == 7 and out.meta["dedup"]["twins_by_task"] == {"a": 1, "b": 1, "c": 1}
+    assert out.meta["dedup"]["twins_dropped"] == 3
+    check_no_leak(out)
 
 
 def test_deduplicate_prefers_held_out_split_and_counts():
