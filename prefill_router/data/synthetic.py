@@ -1,23 +1,30 @@
 """Seeded multiple-choice items from small task families, for label collection with local targets.
 
 Every item is a short question with a handful of answer *texts* (scored as cloze continuations by
-`collect.score_items`), one of which is right. Families and their difficulty knob (1 easy .. 3 hard):
+`labels.cloze`), one of which is right. Families and their difficulty knob (1 easy .. 3 hard):
 
     add, sub, mul     arithmetic; operand digits grow with difficulty (mul: 1x1, 2x1, 2x2 digits)
-    compare           largest/smallest of 4 numbers with 1..3 digits sharing leading digits
-    count_letter      occurrences of a letter in a word (longer words when harder)
-    count_items       number of words in a list (3-5, 5-8, 8-12 items)
+    compare           the k-th smallest / largest of 4 numbers with 1..3 digits sharing leading digits
+    count_letter      occurrences of a letter (>= 3 of them) in 3 / 4 / 5 words
+    count_items       number of words in a list (4-6, 6-9, 9-12 items)
     letter_pos        first / last / second-to-last letter of a word
     reverse           a 3/4/5-letter word spelled backwards
-    alpha_order       which of 4 words comes first alphabetically (shared prefixes when harder)
+    alpha_order       which of 4 words comes first / second / third / last alphabetically (shared
+                      prefixes when harder)
     weekday           day of the week n days after a given day (n <= 6, <= 20, <= 100)
     boolean           True/False value of an expression with 1/2/3 operators (2 options)
-    transitive        extreme of a chain of 3/4/5 comparisons between named people
+    transitive        extreme of a chain of 3/4/5 comparisons between named people (one option each)
     mmlu              MMLU test questions (4 answer texts) from the shared data directory
 
-Distractors are near misses (+-1, +-10, a swapped or changed digit, a neighbouring weekday, a
-permutation of the right letters), options are shuffled, never duplicated, and questions are unique.
-Generation is deterministic given (n, seed, mix, difficulties).
+No position or order gives the answer away. Options are ordered (numbers by value, weekdays Monday
+first, False < True, other texts alphabetically); per item the answer's rank r in that order is drawn
+uniformly from 0..k-1 *before* the question, and the distractors are r near misses ordered before the
+answer and k-1-r after it (+-1, +-2, +-10, a changed or swapped digit, an operand off by one, a
+neighbouring weekday or letter, a misspelling; farther values only when a side runs out). compare and
+alpha_order ask for the r-th item, so their options are the listed ones. A question whose answer
+leaves too little room on one side (e.g. 1 + 2 with three distractors below) is redrawn, for every
+rank alike. Options are then shuffled, so the answer's position is uniform too; options are never
+duplicated and questions are unique. Generation is deterministic given (n, seed, mix, difficulties).
 """
 from __future__ import annotations
 
@@ -66,48 +73,69 @@ COMPARATIVES = (("taller", "tallest", "shortest"), ("older", "oldest", "youngest
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
-def _finish(rng: np.random.Generator, question: str, correct: str, distractors: Sequence[str],
-            n_options: int, task: str, difficulty: int) -> MCItem:
-    """Dedups distractors (keeping their order of preference), keeps n_options - 1 of them, shuffles."""
-    picked: list[str] = []
-    for d in distractors:
-        if d != correct and d not in picked:
-            picked.append(d)
-        if len(picked) == n_options - 1:
-            break
-    if len(picked) < n_options - 1:
-        raise RuntimeError(f"not enough distinct distractors for {question!r}")
-    options = [correct] + picked
+class _Infeasible(Exception):
+    """The drawn question cannot hold the requested rank; generate_item draws another question."""
+
+
+def _finish(rng: np.random.Generator, question: str, correct: str, distractors: Sequence[str], task: str,
+            difficulty: int) -> MCItem:
+    """The right answer plus its distractors, shuffled: the answer's position is uniform."""
+    options = [correct] + list(distractors)
     order = rng.permutation(len(options))
-    options = [options[i] for i in order]
-    return MCItem(question, options, int(np.flatnonzero(order == 0)[0]), task, difficulty)
+    return MCItem(question, [options[i] for i in order], int(np.flatnonzero(order == 0)[0]), task, difficulty)
+
+
+def _sides(rng: np.random.Generator, rank: int, k: int, below: Sequence[Sequence], above: Sequence[Sequence],
+           ) -> list:
+    """k distractors: `rank` from `below` (candidates ordered before the answer), k - rank from `above`.
+
+    Each side is a list of tiers (near misses first); a tier is drawn in random order and the next tier is
+    used only when it runs out. Raises _Infeasible when a side holds too few distinct candidates.
+    """
+    picked: list = []
+    for tiers, need in ((below, rank), (above, k - rank)):
+        side: list = []
+        for tier in tiers:
+            for i in rng.permutation(len(tier)):
+                if tier[i] not in side and len(side) < need:
+                    side.append(tier[i])
+        if len(side) < need:
+            raise _Infeasible
+        picked += side
+    return picked
+
+
+def _int_distractors(rng: np.random.Generator, value: int, rank: int, k: int, near: Sequence[int],
+                     far: Sequence[int] = (), low: int = 0) -> list[str]:
+    """Integer near misses: `rank` below `value` (>= low), k - rank above, drawn from the candidate values
+    `near` (tier 1) and `far` (tier 2)."""
+    def side(cands, below):
+        return sorted({c for c in cands if (low <= c < value if below else c > value)})
+    tiers = (near, far)
+    return [str(c) for c in _sides(rng, rank, k, [side(t, True) for t in tiers], [side(t, False) for t in tiers])]
+
+
+def _digit_edits(value: int) -> list[int]:
+    """value with one digit changed by +-1 (no new leading zero) or two adjacent digits swapped."""
+    s = str(value)
+    out = []
+    for i, ch in enumerate(s):
+        for d in (int(ch) - 1, int(ch) + 1):
+            if 0 <= d <= 9 and not (i == 0 and d == 0 and len(s) > 1):
+                out.append(int(s[:i] + str(d) + s[i + 1:]))
+        if i + 1 < len(s) and s[i] != s[i + 1] and not (i == 0 and s[1] == "0"):
+            out.append(int(s[:i] + s[i + 1] + s[i] + s[i + 2:]))
+    return out
 
 
 def _operand(rng: np.random.Generator, digits: int) -> int:
     return int(rng.integers(10 ** (digits - 1) if digits > 1 else 1, 10 ** digits))
 
 
-def _numeric_distractors(rng: np.random.Generator, value: int) -> list[str]:
-    """Near misses of an integer answer: +-1, +-10, +-2, a changed digit, swapped digits."""
-    s = str(abs(value))
-    cands = [value + 1, value - 1, value + 10, value - 10, value + 2, value - 2]
-    if len(s) >= 2:
-        i = int(rng.integers(len(s) - 1))
-        swapped = s[:i] + s[i + 1] + s[i] + s[i + 2:]
-        cands.insert(int(rng.integers(3)), int(swapped) * (1 if value >= 0 else -1))
-    pos = int(rng.integers(len(s)))
-    digit = (int(s[pos]) + int(rng.choice([1, 9]))) % 10
-    if not (pos == 0 and digit == 0 and len(s) > 1):
-        cands.insert(int(rng.integers(4)), int(s[:pos] + str(digit) + s[pos + 1:]) * (1 if value >= 0 else -1))
-    first = cands[:4]
-    rng.shuffle(first)
-    return [str(c) for c in first + cands[4:] if c >= 0 or value < 0]
-
-
-def _arith(op: str) -> Callable[[np.random.Generator, int], tuple[str, str, list[str]]]:
+def _arith(op: str) -> Callable:
     symbol, fn = {"add": ("+", operator.add), "sub": ("-", operator.sub), "mul": ("*", operator.mul)}[op]
 
-    def make(rng, difficulty):
+    def make(rng, difficulty, rank, k):
         if op == "mul":
             da, db = ((1, 1), (2, 1), (2, 2))[difficulty - 1]
         else:
@@ -116,100 +144,130 @@ def _arith(op: str) -> Callable[[np.random.Generator, int], tuple[str, str, list
         if op == "sub" and b > a:
             a, b = b, a
         value = fn(a, b)
-        return f"What is {a} {symbol} {b}?", str(value), _numeric_distractors(rng, value)
+        if value < k - 1:  # too small for k - 1 distractors below it; redrawn for every rank alike
+            raise _Infeasible
+        near = [value + d for d in (1, -1, 2, -2, 10, -10)] + _digit_edits(value)
+        if op == "mul":  # one operand off by one
+            near += [value + a, value - a, value + b, value - b]
+        far = [value + d for d in (3, -3, 4, -4, 5, -5, 9, -9, 11, -11, 20, -20)]
+        return f"What is {a} {symbol} {b}?", str(value), _int_distractors(rng, value, rank, k - 1, near, far)
     return make
 
 
-def _compare(rng, difficulty):
-    digits = difficulty
-    lo, hi = (1, 10) if digits == 1 else (10 ** (digits - 1), 10 ** digits)
-    nums: list[int] = []
+ORDINALS = ("first", "second", "third", "fourth", "fifth")
+
+
+def _compare(rng, difficulty, rank, k):
+    """The rank-th smallest of k numbers with `difficulty` digits sharing leading digits."""
+    lo, hi = (1, 10) if difficulty == 1 else (10 ** (difficulty - 1), 10 ** difficulty)
+    spread = 9 if difficulty == 1 else 10 ** (difficulty - 1)
     base = int(rng.integers(lo, hi))
-    while len(nums) < 4:
-        spread = 9 if digits == 1 else 10 ** (digits - 1)
+    nums: list[int] = []
+    while len(nums) < k:
         cand = int(np.clip(base + rng.integers(-spread, spread + 1), lo, hi - 1))
         if cand not in nums:
             nums.append(cand)
-    largest = bool(rng.integers(2))
-    word = "largest" if largest else "smallest"
-    correct = max(nums) if largest else min(nums)
+    if rank < k / 2:
+        word = "smallest" if rank == 0 else f"{ORDINALS[rank]} smallest"
+    else:
+        word = "largest" if rank == k - 1 else f"{ORDINALS[k - 1 - rank]} largest"
+    correct = sorted(nums)[rank]
     listed = ", ".join(str(x) for x in nums)
-    return f"Which number is the {word}: {listed}?", str(correct), [str(x) for x in nums]
+    return (f"Which number is the {word}: {listed}?", str(correct), [str(x) for x in nums if x != correct])
 
 
-def _count_letter(rng, difficulty):
-    lengths = {1: (3, 5), 2: (6, 8), 3: (9, 12)}[difficulty]
-    pool = [w for w in WORDS if lengths[0] <= len(w) <= lengths[1]]
-    word = pool[int(rng.integers(len(pool)))]
-    letters = sorted(set(word))
-    letter = letters[int(rng.integers(len(letters)))] if rng.random() < 0.8 else \
-        "abcdefghijklmnopqrstuvwxyz"[int(rng.integers(26))]
-    value = word.count(letter)
-    cands = [value + 1, value - 1, value + 2, value - 2, value + 3, value + 4]
-    return (f"How many times does the letter '{letter}' appear in '{word}'?", str(value),
-            [str(c) for c in cands if c >= 0])
+def _count_letter(rng, difficulty, rank, k):
+    """A letter that occurs >= k - 1 times in 2 + difficulty words (so every rank has room below)."""
+    words = [WORDS[i] for i in rng.choice(len(WORDS), size=difficulty + 2, replace=False)]
+    text = " ".join(words)
+    letters = sorted({c for c in text if c != " " and text.count(c) >= k - 1})
+    if not letters:
+        raise _Infeasible
+    letter = letters[int(rng.integers(len(letters)))]
+    value = text.count(letter)
+    return (f"How many times does the letter '{letter}' appear in '{text}'?", str(value),
+            _int_distractors(rng, value, rank, k - 1, [value + d for d in (1, -1, 2, -2)], [value + 3, value - 3]))
 
 
-def _count_items(rng, difficulty):
-    lo, hi = {1: (3, 5), 2: (5, 8), 3: (8, 12)}[difficulty]
+def _count_items(rng, difficulty, rank, k):
+    lo, hi = {1: (4, 6), 2: (6, 9), 3: (9, 12)}[difficulty]
     n = int(rng.integers(lo, hi + 1))
     items = [WORDS[i] for i in rng.choice(len(WORDS), size=n, replace=False)]
-    cands = [n + 1, n - 1, n + 2, n - 2, n + 3]
-    return f"How many words are in this list: {', '.join(items)}?", str(n), [str(c) for c in cands if c > 0]
+    return (f"How many words are in this list: {', '.join(items)}?", str(n),
+            _int_distractors(rng, n, rank, k - 1, [n + d for d in (1, -1, 2, -2)], [n + 3, n - 3], low=1))
 
 
-def _letter_pos(rng, difficulty):
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _letter_pos(rng, difficulty, rank, k):
+    """Distractors in alphabetical order around the answer: the word's other letters and alphabet neighbours."""
     pool = [w for w in WORDS if len(w) >= 4]
     word = pool[int(rng.integers(len(pool)))]
     which, index = {1: ("first", 0), 2: ("last", -1), 3: ("second-to-last", -2)}[difficulty]
     correct = word[index]
-    others = [word[0], word[-1], word[1], word[-2], word[len(word) // 2]]
-    alphabet = "abcdefghijklmnopqrstuvwxyz"
-    others += [alphabet[(alphabet.index(correct) + k) % 26] for k in (1, -1, 2, -2)]
-    return f"What is the {which} letter of '{word}'?", correct, others
+    at = _ALPHABET.index(correct)
+    tiers = [set(word) | {_ALPHABET[j] for j in (at - 1, at + 1) if 0 <= j < 26},
+             {_ALPHABET[j] for j in range(at - 3, at + 4) if 0 <= j < 26}, set(_ALPHABET)]
+    below = [sorted(c for c in t if c < correct) for t in tiers]
+    above = [sorted(c for c in t if c > correct) for t in tiers]
+    return f"What is the {which} letter of '{word}'?", correct, _sides(rng, rank, k - 1, below, above)
 
 
-def _reverse(rng, difficulty):
+def _reverse(rng, difficulty, rank, k):
+    """Distractors in alphabetical (string) order around the answer: near-miss spellings, then permutations."""
     pool = SHORT_WORDS[difficulty + 2]
     word = pool[int(rng.integers(len(pool)))]
     correct = word[::-1]
-    perms = [word, correct[1:] + correct[0], correct[-1] + correct[:-1], correct[1] + correct[0] + correct[2:],
-             correct[:-2] + correct[-1] + correct[-2]]
+    near = [word, correct[1:] + correct[0], correct[-1] + correct[:-1], correct[1] + correct[0] + correct[2:],
+            correct[:-2] + correct[-1] + correct[-2]]
     rest = ["".join(rng.permutation(list(word))) for _ in range(20)]
-    return f"Spell '{word}' backwards.", correct, perms + rest
+    tiers = (near, rest)
+    below = [sorted({c for c in t if c < correct}) for t in tiers]
+    above = [sorted({c for c in t if c > correct}) for t in tiers]
+    return f"Spell '{word}' backwards.", correct, _sides(rng, rank, k - 1, below, above)
 
 
-def _alpha_order(rng, difficulty):
+def _alpha_order(rng, difficulty, rank, k):
+    """The rank-th of k words in alphabetical order; harder levels share 1 or 2 leading letters."""
     if difficulty == 1:
-        firsts = set()
+        firsts: set[str] = set()
         words = []
         for i in rng.permutation(len(WORDS)):
             if WORDS[i][0] not in firsts:
                 firsts.add(WORDS[i][0])
                 words.append(WORDS[i])
-            if len(words) == 4:
+            if len(words) == k:
                 break
     else:
         prefix_len = difficulty - 1
         groups: dict[str, list[str]] = {}
         for w in WORDS:
             groups.setdefault(w[:prefix_len], []).append(w)
-        big = sorted(k for k, v in groups.items() if len(v) >= 2)
+        big = sorted(key for key, v in groups.items() if len(v) >= 2)
         key = big[int(rng.integers(len(big)))]
-        same = list(rng.permutation(groups[key]))[:3]
+        same = list(rng.permutation(groups[key]))[:k - 1]
         others = [w for w in WORDS if w not in same]
-        words = same + [others[i] for i in rng.choice(len(others), size=4 - len(same), replace=False)]
+        words = same + [others[i] for i in rng.choice(len(others), size=k - len(same), replace=False)]
         words = list(rng.permutation(words))
     words = [str(w) for w in words]
-    return f"Which word comes first alphabetically: {', '.join(words)}?", min(words), words
+    which = "last" if rank == k - 1 else ORDINALS[rank]
+    correct = sorted(words)[rank]
+    return (f"Which word comes {which} alphabetically: {', '.join(words)}?", correct,
+            [w for w in words if w != correct])
 
 
-def _weekday(rng, difficulty):
-    start = int(rng.integers(7))
+def _weekday(rng, difficulty, rank, k):
+    """Ordered Monday..Sunday: the answer has `rank` of the distractor days before it in the week."""
+    value = int(rng.integers(rank, 7 - (k - 1 - rank)))
     n = int(rng.integers(1, {1: 7, 2: 21, 3: 101}[difficulty]))
-    value = (start + n) % 7
-    near = [WEEKDAYS[(value + k) % 7] for k in (1, -1, 2, -2, 3)]
-    return f"Today is {WEEKDAYS[start]}. What day is it in {n} days?", WEEKDAYS[value], near
+    start = (value - n) % 7
+
+    def tier(dist, below):
+        return [WEEKDAYS[j] for j in range(7) if abs(j - value) in dist and (j < value if below else j > value)]
+    near, far = (1, 2), (3, 4, 5, 6)
+    distractors = _sides(rng, rank, k - 1, [tier(near, True), tier(far, True)], [tier(near, False), tier(far, False)])
+    return f"Today is {WEEKDAYS[start]}. What day is it in {n} days?", WEEKDAYS[value], distractors
 
 
 def _boolean_expr(rng, n_ops: int) -> tuple[str, bool]:
@@ -230,20 +288,25 @@ def _boolean_expr(rng, n_ops: int) -> tuple[str, bool]:
     return text, value
 
 
-def _boolean(rng, difficulty):
+def _boolean(rng, difficulty, rank, k):
+    """Ordered False < True: rank 1 asks for an expression whose value is True."""
     text, value = _boolean_expr(rng, difficulty)
+    if value != bool(rank):
+        raise _Infeasible
     return f"What is {text}?", str(value), [str(not value)]
 
 
-def _transitive(rng, difficulty):
-    n = difficulty + 2
-    names = [NAMES[i] for i in rng.choice(len(NAMES), size=n, replace=False)]  # names[0] is the most
-    comp, most, least = COMPARATIVES[int(rng.integers(len(COMPARATIVES)))]
-    facts = [f"{names[i]} is {comp} than {names[i + 1]}." for i in range(n - 1)]
-    facts = [facts[i] for i in rng.permutation(len(facts))]
+def _transitive(rng, difficulty, rank, k):
+    """A chain of k people; the answer (the chain's top or bottom) is the rank-th name alphabetically."""
+    names = sorted(NAMES[i] for i in rng.choice(len(NAMES), size=k, replace=False))
+    correct = names[rank]
+    others = [names[i] for i in rng.permutation(k) if i != rank]
     ask_most = bool(rng.integers(2))
-    correct = names[0] if ask_most else names[-1]
-    return f"{' '.join(facts)} Who is {most if ask_most else least}?", correct, names
+    chain = [correct] + others if ask_most else others + [correct]  # chain[0] is the most
+    comp, most, least = COMPARATIVES[int(rng.integers(len(COMPARATIVES)))]
+    facts = [f"{chain[i]} is {comp} than {chain[i + 1]}." for i in range(k - 1)]
+    facts = [facts[i] for i in rng.permutation(len(facts))]
+    return f"{' '.join(facts)} Who is {most if ask_most else least}?", correct, others
 
 
 _FAMILIES: dict[str, Callable[[np.random.Generator, int], tuple[str, str, list[str]]]] = {
@@ -252,7 +315,7 @@ _FAMILIES: dict[str, Callable[[np.random.Generator, int], tuple[str, str, list[s
     "reverse": _reverse, "alpha_order": _alpha_order, "weekday": _weekday, "boolean": _boolean,
     "transitive": _transitive,
 }
-_N_OPTIONS = {"boolean": 2, "transitive": None}  # None: one option per named person
+_MAX_TRIES = 1000
 TASK_FAMILIES = tuple(_FAMILIES) + ("mmlu",)
 DEFAULT_MIX: dict[str, float] = {name: 1.0 for name in _FAMILIES}
 # Tuned for the local targets SmolLM2-135M-Instruct, Gemma-3-270M and Qwen2.5-Coder-0.5B-Instruct (cloze,
@@ -291,10 +354,21 @@ def generate_item(task: str, difficulty: int, rng: np.random.Generator, n_option
         raise ValueError(f"unknown task family {task!r}; choose from {sorted(_FAMILIES)}")
     if difficulty not in (1, 2, 3):
         raise ValueError(f"difficulty must be 1, 2 or 3, got {difficulty}")
-    question, correct, distractors = _FAMILIES[task](rng, difficulty)
-    k = _N_OPTIONS.get(task, n_options)
-    k = len(set(distractors) | {correct}) if k is None else k
-    return _finish(rng, question, correct, distractors, k, task, difficulty)
+    k = n_options_of(task, difficulty, n_options)
+    rank = int(rng.integers(k))  # drawn first, so it is uniform whatever question is drawn
+    for _ in range(_MAX_TRIES):
+        try:
+            question, correct, distractors = _FAMILIES[task](rng, difficulty, rank, k)
+        except _Infeasible:
+            continue
+        return _finish(rng, question, correct, distractors, task, difficulty)
+    raise ValueError(f"no {task} item at difficulty {difficulty} with {k} options in {_MAX_TRIES} draws; "
+                     f"use fewer options (n_options={n_options})")
+
+
+def n_options_of(task: str, difficulty: int, n_options: int = 4) -> int:
+    """Options per item: 2 for boolean, one per named person for transitive (difficulty + 2), else n_options."""
+    return {"boolean": 2, "transitive": difficulty + 2}.get(task, n_options)
 
 
 def generate_items(n: int, seed: int, mix: Mapping[str, float] | None = None,

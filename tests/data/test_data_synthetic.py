@@ -10,6 +10,7 @@ from prefill_router.data.synthetic import MCItem, generate_item, generate_items
 
 FAMILIES = [f for f in synthetic.TASK_FAMILIES if f != "mmlu"]
 WEEKDAYS = list(synthetic.WEEKDAYS)
+ORDINALS = ["first", "second", "third", "fourth"]
 
 
 def recompute(item: MCItem) -> str:
@@ -19,12 +20,13 @@ def recompute(item: MCItem) -> str:
         a, op, b = re.fullmatch(r"What is (\d+) ([-+*]) (\d+)\?", q).groups()
         return str({"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op])
     if item.task == "compare":
-        word, nums = re.fullmatch(r"Which number is the (largest|smallest): (.*)\?", q).groups()
-        values = [int(x) for x in nums.split(", ")]
-        return str(max(values) if word == "largest" else min(values))
+        nth, word, nums = re.fullmatch(r"Which number is the (?:(\w+) )?(largest|smallest): (.*)\?", q).groups()
+        values = sorted(int(x) for x in nums.split(", "))
+        k = ORDINALS.index(nth or "first")
+        return str(values[k] if word == "smallest" else values[-1 - k])
     if item.task == "count_letter":
-        letter, word = re.fullmatch(r"How many times does the letter '(\w)' appear in '(\w+)'\?", q).groups()
-        return str(sum(c == letter for c in word))
+        letter, text = re.fullmatch(r"How many times does the letter '(\w)' appear in '([\w ]+)'\?", q).groups()
+        return str(sum(c == letter for c in text))
     if item.task == "count_items":
         return str(len(re.fullmatch(r"How many words are in this list: (.*)\?", q).group(1).split(", ")))
     if item.task == "letter_pos":
@@ -33,7 +35,9 @@ def recompute(item: MCItem) -> str:
     if item.task == "reverse":
         return "".join(reversed(re.fullmatch(r"Spell '(\w+)' backwards\.", q).group(1)))
     if item.task == "alpha_order":
-        return sorted(re.fullmatch(r"Which word comes first alphabetically: (.*)\?", q).group(1).split(", "))[0]
+        which, words = re.fullmatch(r"Which word comes (\w+) alphabetically: (.*)\?", q).groups()
+        words = sorted(words.split(", "))
+        return words[-1] if which == "last" else words[ORDINALS.index(which)]
     if item.task == "weekday":
         day, n = re.fullmatch(r"Today is (\w+)\. What day is it in (\d+) days\?", q).groups()
         monday = datetime.date(2024, 1, 1)  # a Monday
@@ -104,3 +108,50 @@ def test_mmlu_items(shared_data):
     assert all(len(it.options) == 4 and it.task == "mmlu" for it in items[:100])
     mixed = generate_items(30, seed=0, mix={"mmlu": 1.0, "add": 1.0})
     assert {"mmlu", "add"} == {it.task for it in mixed}
+
+
+def order_key(task: str, option: str):
+    """The order the answer's rank is taken in: numbers by value, weekdays from Monday, False < True, else text."""
+    if task in ("add", "sub", "mul", "compare", "count_letter", "count_items"):
+        return int(option)
+    if task == "weekday":
+        return WEEKDAYS.index(option)
+    if task == "boolean":
+        return ["False", "True"].index(option)
+    return option
+
+
+@pytest.mark.parametrize("task", FAMILIES)
+def test_answer_rank_and_position_are_uniform(task):
+    """Over 4,500 items per family (1,500 per difficulty) the answer's rank among the options and its
+    position are each within 5 points of 1 / n_options, per difficulty and pooled."""
+    rng = np.random.default_rng(123)
+    pooled = {"rank": [], "position": []}
+    for difficulty in (1, 2, 3):
+        items = [generate_item(task, difficulty, rng) for _ in range(1500)]
+        k = len(items[0].options)
+        assert all(len(it.options) == k for it in items)
+        ranks = [sum(order_key(task, o) < order_key(task, it.options[it.answer]) for o in it.options) for it in items]
+        positions = [it.answer for it in items]
+        for name, values in (("rank", ranks), ("position", positions)):
+            share = np.bincount(values, minlength=k) / len(values)
+            assert np.abs(share - 1 / k).max() < 0.05, (task, difficulty, name, share.round(3))
+            pooled[name].append(share)
+    for name, shares in pooled.items():
+        if task != "transitive":  # transitive has 3 / 4 / 5 options by difficulty
+            assert np.abs(np.mean(shares, 0) - 1 / k).max() < 0.05, (task, name)
+
+
+def test_near_misses_lie_on_both_sides():
+    """Arithmetic distractors stay close (most within +-10 or one digit edit) and sit below and above."""
+    rng = np.random.default_rng(5)
+    for task in ("add", "sub", "mul"):
+        items = [generate_item(task, 2, rng) for _ in range(300)]
+        below = above = close = 0
+        for it in items:
+            value = int(it.options[it.answer])
+            others = [int(o) for i, o in enumerate(it.options) if i != it.answer]
+            below += any(o < value for o in others)
+            above += any(o > value for o in others)
+            close += min(abs(o - value) for o in others) <= 10
+        assert below > 200 and above > 200 and close > 290, (task, below, above, close)
