@@ -27,7 +27,7 @@ __all__ = [
     "target_accuracy", "chosen_labels", "router_accuracy", "n_missing_chosen", "oracle_accuracy",
     "best_single", "random_accuracy", "cheapest_index", "gap_captured", "cost_savings",
     "most_expensive_index", "agreement_zones", "unique_solver_recall", "near_misses",
-    "pairwise_win_rates",
+    "pairwise_win_rates", "within_task_auc", "disagreement_rows", "task_codes",
 ]
 
 
@@ -148,6 +148,53 @@ def target_accuracy(Y, M=None) -> np.ndarray:
     n = M.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, np.nansum(Y, axis=0) / n, np.nan)
+
+
+def task_codes(tasks) -> tuple[np.ndarray, list[str]]:
+    """([N] int codes, sorted distinct task names) of N task names."""
+    names, codes = np.unique(np.asarray([str(t) for t in tasks]), return_inverse=True)
+    return codes.astype(np.int64), names.tolist()
+
+
+def within_task_auc(P, Y, M, tasks) -> dict:
+    """Per-target AUC within tasks: the prompt-weighted mean of per-task AUCs.
+
+    For target k, T_k = tasks whose rows with a label for k hold both classes; with n_{g,k} those rows,
+        AUC^within_k = Σ_{g∈T_k} n_{g,k} · AUC(P[g, k], Y[g, k]) / Σ_{g∈T_k} n_{g,k}   (NaN if T_k is empty).
+    A router that only knows the task scores exactly 0.5 (its predictions are constant within a task).
+    Returns {'auc': [K], 'tasks_used': [K] int, 'tasks_excluded': [K] int (tasks with one class, or no
+    label, for k), 'excluded': [K] lists of excluded task names}.
+    """
+    P, Y, M, _, _ = check_inputs(P, Y, M)
+    if len(tasks) != Y.shape[0]:
+        raise ValueError(f"tasks has {len(tasks)} entries for N={Y.shape[0]} rows; pass one task name per row.")
+    codes, names = task_codes(tasks)
+    K = Y.shape[1]
+    out = {"auc": np.full(K, np.nan), "tasks_used": np.zeros(K, np.int64), "tasks_excluded": np.zeros(K, np.int64),
+           "excluded": [[] for _ in range(K)]}
+    for k in range(K):
+        num = den = 0.0
+        for g, name in enumerate(names):
+            rows = M[:, k] & (codes == g)
+            auc = roc_auc(P[rows, k], Y[rows, k])
+            if np.isnan(auc):
+                out["tasks_excluded"][k] += 1
+                out["excluded"][k].append(name)
+                continue
+            out["tasks_used"][k] += 1
+            num += rows.sum() * auc
+            den += rows.sum()
+        if den:
+            out["auc"][k] = num / den
+    return out
+
+
+def disagreement_rows(Y) -> np.ndarray:
+    """[N] bool on complete rows: the targets do not all agree (some but not all correct)."""
+    Y = np.asarray(Y, dtype=np.float64)
+    _require_complete(Y, "disagreement_rows")
+    n_correct = Y.sum(axis=1)
+    return (n_correct > 0) & (n_correct < Y.shape[1])
 
 
 # ----------------------------------------------------------------------------- routing

@@ -15,6 +15,9 @@ Protocol (recorded in every result under ``protocol``):
     * percentages: gap captured and cost savings are in %; accuracies, AUC, P-AUCCC, AIQ are fractions.
     * every headline has a percentile bootstrap CI over prompts (``bootstrap.py``); all routers of one
       ``compare_routers`` call share the resamples, so their differences are paired.
+    * controls (given ``tasks``): within-task AUC (``metrics.within_task_auc``; a task-only router scores
+      0.5) and the disagreement zone (complete rows where the targets do not all agree; its Oracle is 1, so
+      gap captured there is (acc − best single)/(1 − best single)).
 """
 from __future__ import annotations
 
@@ -38,6 +41,10 @@ VARIANTS = {
     "p_auccc_norm": "P-AUCCC / (oracle − floor) [our normalisation; the paper's is unknown]",
     "aiq": "RouterBench AIQ, λ-utility sweep, non-decreasing convex hull, 'range' variant over [c_min, c_max]",
     "aiq_zero": "AIQ of the single models alone (RouterBench Zero router), same variant",
+    "within_task_auc_mean": "per target, prompt-weighted mean of per-task AUCs over the tasks with both classes "
+                            "(others excluded, counted); mean over targets; a task-only router scores 0.5",
+    "disagree_*": "complete rows where the targets do not all agree; Oracle = 1 there, gap captured = "
+                  "(acc − best single)/(1 − best single)·100",
     "ece_mean": "mean over targets of ECE with 15 equal-width bins; ECE is biased upward under resampling, so "
                 "its percentile CI can sit above the point estimate",
 }
@@ -48,7 +55,7 @@ class _Setup:
     """Everything fixed across bootstrap replicates (validated inputs, indices, grids)."""
 
     def __init__(self, Y, M, costs, prices_in, target_names, best_single_index, tolerances, lambdas,
-                 n_bins, operating_tolerance):
+                 n_bins, operating_tolerance, tasks=None):
         _, self.Y, self.M, self.costs, _ = metrics.check_inputs(None, Y, M, costs, None)
         self.N, self.K = self.Y.shape
         self.prices = np.asarray(prices_in, dtype=np.float64)
@@ -76,6 +83,11 @@ class _Setup:
         self.lambdas = np.linspace(0.0, 1.0, 101) if lambdas is None else np.asarray(lambdas, dtype=np.float64)
         self.n_bins = n_bins
         self.operating_tolerance = operating_tolerance
+        if tasks is not None and len(tasks) != self.N:
+            raise ValueError(f"tasks has {len(tasks)} entries for N={self.N} rows; pass one task name per row.")
+        self.tasks = None if tasks is None else metrics.task_codes(tasks)[0]
+        self.disagree = np.zeros(self.N, bool)
+        self.disagree[self.complete] = metrics.disagreement_rows(Yc)
 
     def axes(self, rc: np.ndarray) -> dict:
         """Cost axes on complete rows rc: name -> [n, K] per-row cost matrix."""
@@ -100,6 +112,12 @@ def _choice_stats(s: _Setup, rows: np.ndarray, choices_all: np.ndarray) -> dict:
                                                                 s.expensive_price)}
     if s.costs is not None:
         out["cost_savings_query_pct"] = 100 * metrics.cost_savings(s.costs[rc], ch, s.expensive_cost)
+    dz = s.disagree[rc]
+    if dz.any():
+        acc_dz = float(Yc[dz, ch[dz]].mean())
+        best_dz = float(Yc[dz, s.best_index].mean())
+        out.update(disagree_router_acc=acc_dz, disagree_best_single_acc=best_dz,
+                   disagree_gap_captured_pct=metrics.gap_captured(acc_dz, best_dz, 1.0))
     return out
 
 
@@ -127,6 +145,9 @@ def _prob_stats(s: _Setup, rows: np.ndarray, ctx: dict) -> dict:
         eces.append(calibration.expected_calibration_error(P[r, k], s.Y[r, k], s.n_bins))
         out[f"auc/{name}"] = aucs[-1]
     out["auc_mean"] = float(np.mean(aucs))  # NaN if any target's AUC is undefined on this resample
+    if s.tasks is not None:
+        within = metrics.within_task_auc(P[rows], s.Y[rows], s.M[rows], s.tasks[rows])["auc"]
+        out["within_task_auc_mean"] = float(np.nanmean(within)) if np.isfinite(within).any() else float("nan")
     out["brier_mean"] = float(np.mean(briers))
     out["ece_mean"] = float(np.mean(eces))
     out.update(_choice_stats(s, rows, ctx["argmax"]))
@@ -188,13 +209,14 @@ def _bootstrap_dict(stat: Callable[[np.ndarray], dict], n: int, n_boot: int, see
     return head, reps, keys
 
 
-_BASELINE_KEYS = ("oracle_acc", "best_single_acc", "random_acc", "cheapest_acc")
+_BASELINE_KEYS = ("oracle_acc", "best_single_acc", "random_acc", "cheapest_acc", "disagree_best_single_acc")
 
 
 # ----------------------------------------------------------------------------- public API
 def evaluate_router(P, Y, M, costs, prices_in, target_names=None, *, tolerances=None, lambdas=None,
                     n_boot: int = 1000, seed: int = 0, best_single_index: int | None = None,
-                    operating_tolerance: float | None = 0.2, n_bins: int = 15, alpha: float = 0.05) -> dict:
+                    operating_tolerance: float | None = 0.2, n_bins: int = 15, alpha: float = 0.05,
+                    tasks=None) -> dict:
     """Full headline metrics of one router's predictions, each with a percentile bootstrap CI.
 
     Args:
@@ -205,13 +227,15 @@ def evaluate_router(P, Y, M, costs, prices_in, target_names=None, *, tolerances=
       lambdas: [G] λ grid for the utility sweep / AIQ (default linspace(0, 1, 101)).
       best_single_index: best single target chosen on TRAINING rows (honest); None picks it on these rows.
       operating_tolerance: τ of the reported tolerance operating point (toolkit default 0.2), or None.
+      tasks: N task names: adds within-task AUC (headline ``within_task_auc_mean``, ``per_target[.]
+        ['within_task_auc']``, task counts under ``within_task``); None leaves it out.
     Returns a dict: ``headline`` {metric: {value, ci_low, ci_high, n_nan}}, ``per_target`` {name: {...}},
       ``curves`` (tolerance/λ curves and model points per axis), ``diagnostics`` (zones, near-misses, win
       rates, unique-solver recall, choice distribution), ``calibration`` (reliability data), ``counts``,
       ``protocol`` and ``variants`` (definitions of each number).
     """
     s = _Setup(Y, M, costs, prices_in, target_names, best_single_index, tolerances, lambdas, n_bins,
-               operating_tolerance)
+               operating_tolerance, tasks)
     P, _, _, _, _ = metrics.check_inputs(P, s.Y, s.M)
     logging.info("evaluate_router: N=%d (complete %d), K=%d, n_boot=%d", s.N, int(s.complete.sum()), s.K, n_boot)
     ctx = _prob_context(s, P)
@@ -234,6 +258,14 @@ def evaluate_router(P, Y, M, costs, prices_in, target_names=None, *, tolerances=
                             "brier": float(brier_k[k]), "ece_uniform": float(ece_k[k]),
                             "ece_quantile": float(ece_q[k]), "n": int(s.M[:, k].sum()),
                             "n_pos": int(np.nansum(s.Y[:, k])), "price_in": float(s.prices[k])}
+    within = None
+    if tasks is not None:
+        w = metrics.within_task_auc(P, s.Y, s.M, tasks)
+        within = {name: {"auc": float(w["auc"][k]), "tasks_used": int(w["tasks_used"][k]),
+                         "tasks_excluded": int(w["tasks_excluded"][k]), "excluded": w["excluded"][k]}
+                  for k, name in enumerate(s.names)}
+        for name in s.names:
+            per_target[name]["within_task_auc"] = within[name]["auc"]
     return {
         "headline": head,
         "per_target": per_target,
@@ -251,7 +283,9 @@ def evaluate_router(P, Y, M, costs, prices_in, target_names=None, *, tolerances=
         },
         "calibration": {"uniform": calibration.per_target_reliability(P, s.Y, s.M, 10, "uniform"),
                         "quantile": calibration.per_target_reliability(P, s.Y, s.M, 10, "quantile")},
-        "counts": {"n_rows": s.N, "n_complete": s.n_complete, "n_incomplete_dropped": s.N - s.n_complete},
+        "within_task": within,
+        "counts": {"n_rows": s.N, "n_complete": s.n_complete, "n_incomplete_dropped": s.N - s.n_complete,
+                   "n_disagree": int(s.disagree.sum())},
         "protocol": {"n_boot": n_boot, "seed": seed, "alpha": alpha, "operating_tolerance": operating_tolerance,
                      "rank_cost": "prices_in ($/M input tokens)", "n_bins": n_bins},
         "variants": dict(VARIANTS),
@@ -261,7 +295,7 @@ def evaluate_router(P, Y, M, costs, prices_in, target_names=None, *, tolerances=
 def compare_routers(routers: Mapping[str, np.ndarray], Y, M, costs, prices_in, target_names=None, *,
                     reference: str | None = None, n_boot: int = 1000, seed: int = 0,
                     best_single_index: int | None = None, operating_tolerance: float | None = 0.2,
-                    alpha: float = 0.05, digits: int = 3) -> dict:
+                    alpha: float = 0.05, digits: int = 3, tasks=None) -> dict:
     """Compare routers on the same rows and resamples.
 
     Args:
@@ -269,12 +303,13 @@ def compare_routers(routers: Mapping[str, np.ndarray], Y, M, costs, prices_in, t
         (accuracy/cost metrics only).
       reference: router the others are tested against (default: the first); paired bootstrap of each
         metric's difference (router − reference) with a two-sided p-value; the table shows router accuracy.
+      tasks: N task names (adds within-task AUC, see ``evaluate_router``).
     Returns {'rows': {router: {metric: {value, ci_low, ci_high}}}, 'baselines': {...}, 'paired': {router:
       {metric: {diff, low, high, p_value}}} for every metric both routers have, 'markdown': str}.
     """
     if not routers:
         raise ValueError("compare_routers needs at least one router.")
-    s = _Setup(Y, M, costs, prices_in, target_names, best_single_index, None, None, 15, operating_tolerance)
+    s = _Setup(Y, M, costs, prices_in, target_names, best_single_index, None, None, 15, operating_tolerance, tasks)
     names = list(routers)
     reference = names[0] if reference is None else reference
     if reference not in routers:
@@ -305,7 +340,9 @@ def compare_routers(routers: Mapping[str, np.ndarray], Y, M, costs, prices_in, t
     baselines = {key: first[key] for key in _BASELINE_KEYS}
     columns = [("router_acc", "router acc"), ("gap_captured_pct", "gap captured %"),
                ("cost_savings_price_pct", "savings % (price)"), ("cost_savings_query_pct", "savings % (per-query)"),
-               ("auc_mean", "mean AUC"), ("p_auccc", "P-AUCCC"), ("aiq", "AIQ")]
+               ("auc_mean", "mean AUC"), ("within_task_auc_mean", "within-task AUC"),
+               ("disagree_router_acc", "acc (disagree zone)"), ("disagree_gap_captured_pct", "gap % (disagree)"),
+               ("p_auccc", "P-AUCCC"), ("aiq", "AIQ")]
     columns = [c for c in columns if any(c[0] in r for r in rows.values())]
     table = [["router"] + [c[1] for c in columns] + [f"Δacc vs {reference} (p)"]]
     for name in names:
@@ -344,10 +381,14 @@ def markdown_table(rows: Sequence[Sequence[str]]) -> str:
 
 
 _HEADLINE_ORDER = [
-    ("auc_mean", "mean per-target AUC"), ("brier_mean", "mean Brier"), ("ece_mean", "mean ECE (15 equal-width bins)"),
+    ("auc_mean", "mean per-target AUC"), ("within_task_auc_mean", "mean within-task AUC"),
+    ("brier_mean", "mean Brier"), ("ece_mean", "mean ECE (15 equal-width bins)"),
     ("router_acc", "router accuracy (argmax)"), ("oracle_acc", "Oracle accuracy"),
     ("best_single_acc", "best single accuracy"), ("random_acc", "random router accuracy"),
     ("cheapest_acc", "cheapest model accuracy"), ("gap_captured_pct", "gap captured % (argmax)"),
+    ("disagree_router_acc", "router accuracy on the disagreement zone"),
+    ("disagree_best_single_acc", "best single accuracy on the disagreement zone"),
+    ("disagree_gap_captured_pct", "gap captured % on the disagreement zone"),
     ("cost_savings_price_pct", "cost savings % vs most expensive (price axis, argmax)"),
     ("cost_savings_query_pct", "cost savings % vs most expensive (per-query $, argmax)"),
     ("tol/router_acc", "router accuracy (tolerance τ)"),
@@ -380,11 +421,15 @@ def markdown_report(result: dict, title: str = "Routing evaluation", digits: int
     lines += [markdown_table(table), ""]
     if result.get("gap_captured_degenerate"):
         lines += ["*Gap captured is undefined: the Oracle equals the best single model on these rows.*", ""]
-    pt = [["target", "price $/M in", "accuracy", "AUC [95% CI]", "Brier", "ECE (width)", "ECE (mass)", "n"]]
+    within = result.get("within_task")
+    pt = [["target", "price $/M in", "accuracy", "AUC [95% CI]", "Brier", "ECE (width)", "ECE (mass)", "n"]
+          + (["within-task AUC (tasks used / excluded)"] if within else [])]
     for name, d in result["per_target"].items():
         pt.append([name, f"{d['price_in']:.3g}", f"{d['accuracy']:.{digits}f}",
                    format_ci(d["auc"], d["auc_ci"][0], d["auc_ci"][1], digits), f"{d['brier']:.{digits}f}",
-                   f"{d['ece_uniform']:.{digits}f}", f"{d['ece_quantile']:.{digits}f}", str(d["n"])])
+                   f"{d['ece_uniform']:.{digits}f}", f"{d['ece_quantile']:.{digits}f}", str(d["n"])]
+                  + ([f"{within[name]['auc']:.{digits}f} ({within[name]['tasks_used']} / "
+                      f"{within[name]['tasks_excluded']})"] if within else []))
     lines += [markdown_table(pt), "", "Definitions:", ""]
     lines += [f"- `{k}`: {v}" for k, v in result["variants"].items()]
     return "\n".join(lines) + "\n"

@@ -131,3 +131,27 @@ def test_bad_inputs_raise_clear_errors():
         metrics.check_inputs(Y=Y4, choices=np.array([0, 1, 2, 3]))
     with pytest.raises(ValueError, match="bool mask"):
         metrics.check_inputs(Y=Y4, M=np.ones_like(Y4))
+
+
+# ----------------------------------------------------------------------------- controls
+def test_within_task_auc_by_hand():
+    tasks = ["a", "a", "a", "b", "b", "c"]
+    Y = np.array([[1, 1], [0, np.nan], [1, 0], [1, 0], [0, 1], [1, 1]])
+    P = np.array([[.9, .5], [.2, .1], [.4, .5], [.3, .2], [.6, .7], [.5, .3]])
+    w = metrics.within_task_auc(P, Y, None, tasks)
+    # target 0: a -> pos {.9, .4} > neg {.2}: 1.0 (3 rows); b -> pos .3 < neg .6: 0.0 (2 rows); c one class
+    # target 1: a -> rows 0, 2 (row 1 missing) tie .5/.5: 0.5; b -> 1.0; c excluded
+    np.testing.assert_allclose(w["auc"], [(3 * 1.0 + 2 * 0.0) / 5, (2 * 0.5 + 2 * 1.0) / 4])
+    assert w["tasks_used"].tolist() == [2, 2] and w["tasks_excluded"].tolist() == [1, 1]
+    assert w["excluded"] == [["c"], ["c"]]
+    one_class = metrics.within_task_auc(P[5:], Y[5:], None, tasks[5:])
+    assert np.isnan(one_class["auc"]).all() and one_class["tasks_excluded"].tolist() == [1, 1]
+    with pytest.raises(ValueError, match="tasks has 2 entries for N=6"):
+        metrics.within_task_auc(P, Y, None, ["a", "b"])
+
+
+def test_disagreement_rows_by_hand():
+    Y = np.array([[1, 1, 1], [0, 1, 0], [0, 0, 0], [1, 0, 1]])
+    assert metrics.disagreement_rows(Y).tolist() == [False, True, False, True]
+    with pytest.raises(ValueError, match="needs every label"):
+        metrics.disagreement_rows([[1, np.nan]])

@@ -17,7 +17,7 @@ def test_evaluate_router_headline_by_hand():
     costs = PRICES[None, :] * np.arange(1, 7)[:, None] * 1e-3
     r = evaluate_router(P, Y, None, costs, PRICES, NAMES, n_boot=50, seed=0)
     h = r["headline"]
-    assert r["counts"] == {"n_rows": 6, "n_complete": 5, "n_incomplete_dropped": 1}
+    assert r["counts"] == {"n_rows": 6, "n_complete": 5, "n_incomplete_dropped": 1, "n_disagree": 3}
     # complete rows 0..4; argmax choices 0, 2, 2, 0, 0 -> labels 1, 1, 1, 0, 1 -> 0.8
     assert h["router_acc"]["value"] == pytest.approx(0.8)
     # oracle: row maxima 1, 1, 1, 0, 1 -> 0.8; single accuracies .4, .4, .8 -> best = big (.8)
@@ -49,6 +49,31 @@ def test_best_single_from_training_and_gap_captured():
     assert r["best_single"]["selected_on"] == "given"
     assert r["headline"]["gap_captured_pct"]["value"] == pytest.approx(100.0)
     assert "cost_savings_query_pct" not in r["headline"]
+    # disagreement zone: complete rows 1, 2, 4 (rows 0 all right, 3 all wrong); argmax 2, 2, 0 -> all right;
+    # "mid" there: 1, 0, 0 -> 1/3; Oracle = 1 -> gap = (1 - 1/3) / (1 - 1/3) = 100 %
+    h = r["headline"]
+    assert h["disagree_router_acc"]["value"] == pytest.approx(1.0)
+    assert h["disagree_best_single_acc"]["value"] == pytest.approx(1 / 3)
+    assert h["disagree_gap_captured_pct"]["value"] == pytest.approx(100.0)
+
+
+def test_within_task_auc_in_headline_and_task_lookup_paired():
+    tasks = ["a", "a", "a", "b", "b", "b"]
+    r = evaluate_router(P, Y, None, None, PRICES, NAMES, n_boot=20, tasks=tasks)
+    expected = metrics.within_task_auc(P, Y, None, tasks)
+    np.testing.assert_allclose(r["headline"]["within_task_auc_mean"]["value"], np.nanmean(expected["auc"]))
+    assert r["within_task"]["mid"]["tasks_used"] + r["within_task"]["mid"]["tasks_excluded"] == 2
+    assert "within-task AUC (tasks used / excluded)" in markdown_report(r)
+    lookup = np.where(np.array(tasks)[:, None] == "a", [0.3, 0.6, 0.9], [0.5, 0.2, 0.4])
+    out = compare_routers({"trunk": P, "task lookup": lookup}, Y, None, None, PRICES, NAMES, n_boot=50,
+                          tasks=tasks, reference="task lookup")
+    assert out["rows"]["task lookup"]["within_task_auc_mean"]["value"] == pytest.approx(0.5)
+    d = out["paired"]["trunk"]["within_task_auc_mean"]
+    assert d["diff"] == pytest.approx(np.nanmean(expected["auc"]) - 0.5)
+    assert "disagree_best_single_acc" not in out["paired"]["trunk"]  # router-independent
+    assert "Δacc vs task lookup" in out["markdown"]
+    with pytest.raises(ValueError, match="tasks has 2 entries"):
+        evaluate_router(P, Y, None, None, PRICES, NAMES, n_boot=5, tasks=["a", "b"])
 
 
 def test_evaluate_router_is_seed_reproducible():
