@@ -14,12 +14,23 @@ is broken deterministically (cheaper, then lower index).
   monotone and bisection is exact up to ``iters`` halvings. Mean cost can sit below the budget because the
   cost jumps at the breakpoints of λ.
 * ``apply_fallback``:  prompts with max_k p_k < threshold go to a given fallback target (abstain option).
+* ``route_reward``:    argmax_k of a reward r(p_k, c_k; λ) on RAW per-prompt costs (e.g. expected $), ties →
+  cheaper, then lower index (arXiv 2509.09782's two rewards; the exact exponential form is unknown):
+    'linear'       r = λ·p − c             (λ in cost units per unit of quality; λ → 0: cheapest, λ → ∞: argmax p)
+    'exponential'  r = p·exp(−c/λ)         (λ in cost units; same limits). [Assumption] The other plausible
+                   reading, exp(λ·p − c), is a monotone transform of the linear reward and routes identically,
+                   so it is not a separate rule.
+  ``reward_breakpoints`` lists every λ > 0 at which two targets of one prompt tie (linear:
+  λ = Δc/Δp; exponential: λ = Δc/Δlog p, both with Δc, Δp of one sign); ``reward_lambda_grid`` spans them
+  log-uniformly, so sweeping it traces the whole cost–quality curve.
 """
 from __future__ import annotations
 
 import numpy as np
 
 _TIE_ATOL = 1e-12
+REWARD_FORMS = ("linear", "exponential")
+_P_FLOOR = 1e-12  # p is clipped to this in the exponential reward's log-ratio breakpoints
 
 
 def _check_p(p: np.ndarray) -> np.ndarray:
@@ -133,3 +144,57 @@ def apply_fallback(p: np.ndarray, choices: np.ndarray, threshold: float, fallbac
     if choices.shape != (p.shape[0],):
         raise ValueError(f"choices must be [N]={p.shape[0]}, got shape {choices.shape}")
     return np.where(p.max(axis=1) < threshold, fallback, choices)
+
+
+def _check_form(form: str) -> None:
+    if form not in REWARD_FORMS:
+        raise ValueError(f"unknown reward form {form!r}; use one of {', '.join(REWARD_FORMS)}")
+
+
+def reward(p: np.ndarray, costs: np.ndarray, lam: float, form: str = "linear") -> np.ndarray:
+    """r [N, K]: 'linear' λ·p − c, 'exponential' p·exp(−c/λ); costs [K] or [N, K] (raw, not normalised)."""
+    _check_form(form)
+    if not lam > 0:
+        raise ValueError(f"lam must be > 0, got {lam}")
+    p = _check_p(p)
+    c = _costs_nk(costs, p)
+    return lam * p - c if form == "linear" else p * np.exp(-c / lam)
+
+
+def route_reward(p: np.ndarray, costs: np.ndarray, lam: float, form: str = "linear") -> np.ndarray:
+    """argmax_k reward -> [N] int; rewards within 1e-12 (relative to the row max) tie → cheaper, lower index."""
+    p = _check_p(p)
+    c = _costs_nk(costs, p)
+    r = reward(p, c, lam, form)
+    top = r.max(axis=1, keepdims=True)
+    return _cheapest_in(r >= top - _TIE_ATOL * np.maximum(1.0, np.abs(top)), c)
+
+
+def reward_breakpoints(p: np.ndarray, costs: np.ndarray, form: str = "linear") -> np.ndarray:
+    """Sorted distinct λ > 0 where two targets of one prompt have equal reward (module docstring)."""
+    _check_form(form)
+    p = _check_p(p)
+    c = _costs_nk(costs, p)
+    a, b = np.triu_indices(p.shape[1], k=1)
+    dc = c[:, a] - c[:, b]
+    dq = p[:, a] - p[:, b] if form == "linear" else (
+        np.log(np.maximum(p[:, a], _P_FLOOR)) - np.log(np.maximum(p[:, b], _P_FLOOR)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = dc / dq
+    return np.unique(lam[(dc * dq > 0) & np.isfinite(lam)])
+
+
+def reward_lambda_grid(p: np.ndarray, costs: np.ndarray, form: str = "linear", n: int = 201) -> np.ndarray:
+    """[n] log-spaced λ from half the smallest to twice the largest breakpoint, so the sweep starts at the
+    cheapest choice and ends at argmax p; [1.0] when no two targets trade off on any prompt."""
+    if n < 2:
+        raise ValueError(f"n must be >= 2, got {n}")
+    bp = reward_breakpoints(p, costs, form)
+    if bp.size == 0:
+        return np.ones(1)
+    return np.geomspace(bp[0] / 2, bp[-1] * 2, n)
+
+
+def reward_choices(p: np.ndarray, costs: np.ndarray, lams: np.ndarray, form: str = "linear") -> np.ndarray:
+    """[G, N] ``route_reward`` at every λ of ``lams``."""
+    return np.stack([route_reward(p, costs, float(lam), form) for lam in np.atleast_1d(lams)])
