@@ -16,8 +16,9 @@ Protocol (recorded in every result under ``protocol``):
     * every headline has a percentile bootstrap CI over prompts (``bootstrap.py``); all routers of one
       ``compare_routers`` call share the resamples, so their differences are paired.
     * controls (given ``tasks``): within-task AUC (``metrics.within_task_auc``; a task-only router scores
-      0.5) and the disagreement zone (complete rows where the targets do not all agree; its Oracle is 1, so
-      gap captured there is (acc − best single)/(1 − best single)).
+      0.5) and router / best-single accuracy on the disagreement zone (complete rows where the targets do not
+      all agree). Gap captured equals its own disagreement-zone value: agreement rows add the same to the
+      router's, the best single's and the Oracle's accuracy.
 """
 from __future__ import annotations
 
@@ -43,8 +44,9 @@ VARIANTS = {
     "aiq_zero": "AIQ of the single models alone (RouterBench Zero router), same variant",
     "within_task_auc_mean": "per target, prompt-weighted mean of per-task AUCs over the tasks with both classes "
                             "(others excluded, counted); mean over targets; a task-only router scores 0.5",
-    "disagree_*": "complete rows where the targets do not all agree; Oracle = 1 there, gap captured = "
-                  "(acc − best single)/(1 − best single)·100",
+    "disagree_*": "complete rows where the targets do not all agree (Oracle = 1 there); gap captured needs no "
+                  "zone version: on agreement rows router, best single and Oracle score alike, so restricting "
+                  "to the zone leaves it unchanged",
     "ece_mean": "mean over targets of ECE with 15 equal-width bins; ECE is biased upward under resampling, so "
                 "its percentile CI can sit above the point estimate",
 }
@@ -116,8 +118,7 @@ def _choice_stats(s: _Setup, rows: np.ndarray, choices_all: np.ndarray) -> dict:
     if dz.any():
         acc_dz = float(Yc[dz, ch[dz]].mean())
         best_dz = float(Yc[dz, s.best_index].mean())
-        out.update(disagree_router_acc=acc_dz, disagree_best_single_acc=best_dz,
-                   disagree_gap_captured_pct=metrics.gap_captured(acc_dz, best_dz, 1.0))
+        out.update(disagree_router_acc=acc_dz, disagree_best_single_acc=best_dz)
     return out
 
 
@@ -341,7 +342,7 @@ def compare_routers(routers: Mapping[str, np.ndarray], Y, M, costs, prices_in, t
     columns = [("router_acc", "router acc"), ("gap_captured_pct", "gap captured %"),
                ("cost_savings_price_pct", "savings % (price)"), ("cost_savings_query_pct", "savings % (per-query)"),
                ("auc_mean", "mean AUC"), ("within_task_auc_mean", "within-task AUC"),
-               ("disagree_router_acc", "acc (disagree zone)"), ("disagree_gap_captured_pct", "gap % (disagree)"),
+               ("disagree_router_acc", "acc (disagree zone)"),
                ("p_auccc", "P-AUCCC"), ("aiq", "AIQ")]
     columns = [c for c in columns if any(c[0] in r for r in rows.values())]
     table = [["router"] + [c[1] for c in columns] + [f"Δacc vs {reference} (p)"]]
@@ -388,7 +389,6 @@ _HEADLINE_ORDER = [
     ("cheapest_acc", "cheapest model accuracy"), ("gap_captured_pct", "gap captured % (argmax)"),
     ("disagree_router_acc", "router accuracy on the disagreement zone"),
     ("disagree_best_single_acc", "best single accuracy on the disagreement zone"),
-    ("disagree_gap_captured_pct", "gap captured % on the disagreement zone"),
     ("cost_savings_price_pct", "cost savings % vs most expensive (price axis, argmax)"),
     ("cost_savings_query_pct", "cost savings % vs most expensive (per-query $, argmax)"),
     ("tol/router_acc", "router accuracy (tolerance τ)"),
