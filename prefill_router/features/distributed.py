@@ -1,10 +1,11 @@
-"""Multi-host feature extraction: process setup, chunk assignment, barriers, local meshes.
+"""Multi-host feature extraction: process setup, prompt assignment, barriers, local meshes.
 
 Every host runs the same `extract_features` call on the same prompt list and shared `store_dir`.
-Host p computes the missing chunks i with ``i % P == p`` on its own (local) devices and writes them
-into the shared store; after a barrier, process 0 verifies every chunk and writes the manifest; a
-second barrier lets all hosts read the finished store. The features are identical to a 1-host run
-because chunk contents depend only on the prompts, never on which host or batch computed them.
+Host p computes the missing prompts whose hash h has ``int(h[:8], 16) % P == p`` (`owner_of`; it depends
+on the prompt alone, so hosts agree even when they look at the store at different moments) on its own
+(local) devices and writes them into the shared store as shards; after a barrier, every host looks up
+(and verifies) the rows of the whole list and process 0 writes the list's manifest. The features equal a
+1-host run because a row depends only on its prompt, never on which host or batch computed it.
 
 `maybe_initialize` reads its settings from (first match wins): the arguments; the environment
 variables ``PREFILL_ROUTER_COORDINATOR`` / ``PREFILL_ROUTER_NUM_PROCESSES`` / ``PREFILL_ROUTER_PROCESS_ID``;
@@ -76,11 +77,10 @@ def process_count() -> int:
     return jax.process_count()
 
 
-def chunks_for_process(chunk_ids: Sequence[int], index: int | None = None, count: int | None = None) -> list[int]:
-    """The chunks that host `index` of `count` computes: chunk i goes to host i % count."""
-    index = process_index() if index is None else index
+def owner_of(prompt_hash: str, count: int | None = None) -> int:
+    """The host (of `count`, default all processes) that computes the prompt with this hex hash."""
     count = process_count() if count is None else count
-    return [int(i) for i in chunk_ids if int(i) % count == index]
+    return int(prompt_hash[:8], 16) % count
 
 
 def barrier(name: str) -> None:

@@ -5,11 +5,12 @@ gives two float32 poolings, read from the attention mask (valid for either paddi
 
     last[l] = h_l[max{t : mask_t = 1}]        mean[l] = sum_t mask_t h_l[t] / sum_t mask_t
 
-Execution: the missing chunks of the store (see store.py) are processed in windows of about
-`window_prompts` prompts; within a window prompts are length-bucketed (bucketing.py) and each padded
-[B, T] shape runs one compiled program: params replicated (or FSDP-sharded over the same axis with
-`shard_params=True`), batch sharded as NamedSharding(mesh, P('data')). A chunk is written as soon as all its
-prompts are done, so a crash loses at most one window. Several hosts split the chunks (distributed.py).
+Execution: each prompt is rendered and hashed and looked up in the store (store.py); only prompts without
+a usable stored row are computed. They are length-bucketed together (bucketing.py) and each padded [B, T]
+shape runs one compiled program: params replicated (or FSDP-sharded over the same axis with
+`shard_params=True`), batch sharded as NamedSharding(mesh, P('data')). Finished rows are written as a shard
+every `chunk_size` prompts, so a crash (even kill -9) loses at most one shard's worth of work. Several hosts
+split the missing prompts by hash (distributed.py).
 
 Axes: B batch, T tokens, L+1 layers (embeddings first), L' stored layers, N prompts, D model width.
 """
@@ -32,28 +33,35 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from prefill_router.features import bucketing, distributed
-from prefill_router.features.store import POOLINGS, FeatureStore, StoreSpec, store_key
+from prefill_router.features.store import POOLINGS, FeatureStore, PoolSpec, pool_key, prompt_hash, request_key
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 @dataclasses.dataclass
 class FeatureSet:
-    """Pooled features of N prompts, backed by a verified feature store (nothing held in memory)."""
+    """Pooled features of N prompts: prompt i is row `row_of[i]` of shard `shards[shard_of[i]]` of the pool at
+    `store_dir` (store.py); nothing is held in memory."""
     key: str
     encoder_identity: Any
     num_prompts: int
     layers: np.ndarray          # [L'] layer indices held (0 = embedding output)
     dim: int
-    store_dir: pathlib.Path
+    store_dir: pathlib.Path     # the pool directory
+    shards: tuple[str, ...]
+    shard_of: np.ndarray        # [N] int index into `shards`
+    row_of: np.ndarray          # [N] int row in that shard
     stats: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def open(cls, store_dir: str | os.PathLike) -> "FeatureSet":
+    def open(cls, store_dir: str | os.PathLike, key: str) -> "FeatureSet":
+        """Reopens the prompt list `key` (a FeatureSet.key) of the pool directory `store_dir`; verifies its shards."""
         store = FeatureStore.open(store_dir)
+        shards, shard_of, row_of, stats = store.read_set(key)
         s = store.spec
-        return cls(key=s.key, encoder_identity=s.info.get("encoder_identity"), num_prompts=s.num_prompts,
-                   layers=np.asarray(s.layers), dim=s.dim, store_dir=store.dir)
+        return cls(key=key, encoder_identity=s.info.get("encoder_identity"), num_prompts=len(shard_of),
+                   layers=np.asarray(s.layers), dim=s.dim, store_dir=store.dir, shards=shards, shard_of=shard_of,
+                   row_of=row_of, stats=stats)
 
     def get(self, pooling: str, layers: Sequence[int] | None = None) -> np.ndarray:
         """[L', N, D] float32 of pooling 'last' or 'mean' for the given layer indices (default: all held).
@@ -66,7 +74,7 @@ class FeatureSet:
                 raise ValueError(f"layers {missing} are not in this feature set (held: {self.layers.tolist()}); "
                                  f"re-extract with layers=None or including them")
             positions = [where[int(l)] for l in layers]
-        return FeatureStore.open(self.store_dir).read(pooling, positions)
+        return FeatureStore.open(self.store_dir).gather(self.shard_of, self.row_of, self.shards, pooling, positions)
 
     @property
     def last(self) -> np.ndarray:
@@ -188,34 +196,33 @@ def _get_runner(model: nnx.Module, identity: Any, mesh: Mesh, dtype: str, layer_
     return runner
 
 
-def _tokenize(tokenizer: Any, prompts: Sequence[str], template_kwargs: Mapping[str, Any], max_length: int,
-              ) -> tuple[list[list[int]], np.ndarray]:
-    """Token ids (truncated to max_length) and a per-prompt truncated flag [n] bool."""
-    texts = [tokenizer.render(p, dict(template_kwargs)) for p in prompts]
-    full, _ = tokenizer.encode_batch(texts, max_length=None)
-    truncated = np.asarray([len(t) > max_length for t in full], dtype=bool)
-    if truncated.any():  # the tokenizer's own truncation rule (PromptTokenizer keeps start and end)
-        ids, _ = tokenizer.encode_batch(texts, max_length=max_length, truncate="warn")
+def _tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], np.ndarray]:
+    """Token ids of rendered `texts` (truncated to max_length) and their untruncated counts [n] int."""
+    full, _ = tokenizer.encode_batch(list(texts), max_length=None)
+    full_len = np.asarray([len(t) for t in full], dtype=np.int64)
+    if (full_len > max_length).any():  # the tokenizer's own truncation rule (PromptTokenizer keeps start and end)
+        ids, _ = tokenizer.encode_batch(list(texts), max_length=max_length, truncate="warn")
     else:
         ids = full
     for i, t in enumerate(ids):
         if len(t) == 0:
             raise ValueError(f"prompt {i} tokenizes to zero tokens; drop it")
-    return [list(t) for t in ids], truncated
+    return [list(t) for t in ids], full_len
 
 
 def extract_features(enc: Any, prompts: Sequence[str], *, store_dir: str | os.PathLike,
                      batch_tokens: int | None = None, batch_size: int | None = None, max_length: int = 2048,
                      dtype: str = "float32", template_kwargs: Mapping[str, Any] | None = None,
                      truncate: str = "warn", mesh: Mesh | None = None, layers: Sequence[int] | None = None,
-                     progress: bool = True, chunk_size: int = 256, window_prompts: int = 4096,
-                     shard_params: bool = False, padding_side: str = "right",
-                     length_grid: Sequence[int] | None = None) -> FeatureSet:
-    """Extracts (or resumes) pooled prefill features of `prompts` into `store_dir/<key>`.
+                     progress: bool = True, chunk_size: int = 256, shard_params: bool = False,
+                     padding_side: str = "right", length_grid: Sequence[int] | None = None) -> FeatureSet:
+    """Pooled prefill features of `prompts`, computing only those the store at `store_dir` lacks.
 
     Args:
         enc: a LoadedEncoder (model, tokenizer, identity incl. weights sha256).
-        prompts: N user questions; each is rendered with the encoder's chat template.
+        prompts: N user questions; each is rendered with the encoder's chat template. Rows are looked up per
+            prompt (store.py): any prompt stored by an earlier call with the same encoder, template kwargs,
+            dtype and layers is reused (also at another max_length when it was not truncated).
         batch_tokens / batch_size: token budget per batch (B x T roughly constant) or a fixed batch size;
             if neither is given, batch_tokens = 8192.
         max_length: prompts longer than this (after templating) are truncated; truncate='warn' logs the count,
@@ -223,16 +230,19 @@ def extract_features(enc: Any, prompts: Sequence[str], *, store_dir: str | os.Pa
         dtype: compute dtype of the parameters ('float32' | 'bfloat16'); pooled features are float32.
         mesh: a Mesh with a 'data' axis (default: this process's devices). The batch is sharded over it.
         layers: layer indices to store (0 = embedding output); default all L+1.
-        chunk_size: prompts per store chunk (store layout); window_prompts: prompts bucketed together.
+        chunk_size: rows per shard file, written as soon as that many prompts are done (a crash loses at
+            most one shard's worth of work).
         shard_params: FSDP-style: shard each parameter's largest divisible dim over 'data'.
         padding_side: 'right' | 'left' (features do not depend on it).
     Returns:
-        FeatureSet backed by the verified store; `.stats` summarises this call.
+        FeatureSet over the verified store; `.stats` summarises this call.
     """
     if truncate not in ("warn", "error"):
         raise ValueError(f"truncate must be 'warn' or 'error', got {truncate!r}")
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if batch_tokens is None and batch_size is None:
         batch_tokens = 8192
     validate_prompts(prompts)
@@ -252,131 +262,139 @@ def extract_features(enc: Any, prompts: Sequence[str], *, store_dir: str | os.Pa
         raise ValueError(f"max_length={max_length} exceeds the encoder's max_position_embeddings={max_pos}")
 
     identity = _encoder_identity(enc)
-    key = store_key(encoder_identity=identity, template_kwargs=template_kwargs, poolings=POOLINGS,
-                    layers=layer_idx.tolist(), max_length=max_length, dtype=dtype, prompts=prompts)
-    spec = StoreSpec(key=key, num_prompts=len(prompts), chunk_size=chunk_size, layers=tuple(layer_idx.tolist()),
-                     dim=dim, poolings=POOLINGS,
-                     info={"encoder_identity": identity, "template_kwargs": template_kwargs,
-                           "max_length": max_length, "dtype": dtype})
-    store = FeatureStore(store_dir, spec)
+    pkey = pool_key(encoder_identity=identity, template_kwargs=template_kwargs, layers=layer_idx.tolist(),
+                    dtype=dtype)
+    store = FeatureStore(store_dir, PoolSpec(key=pkey, layers=tuple(layer_idx.tolist()), dim=dim, poolings=POOLINGS,
+                                             info={"encoder_identity": identity, "template_kwargs": template_kwargs,
+                                                   "dtype": dtype}))
     store.create()
-
-    mine = distributed.chunks_for_process(range(store.num_chunks))
-    missing = store.missing_chunks(mine)
+    texts = [enc.tokenizer.render(p, dict(template_kwargs)) for p in prompts]
+    hashes = [prompt_hash(t) for t in texts]
+    key = request_key(pkey, max_length, hashes)
+    rows = store.resolve(hashes, max_length)
+    _check_cached_truncation(rows, truncate, max_length)
     pid, nproc = distributed.process_index(), distributed.process_count()
-    logging.info("feature store %s: %d chunks, host %d/%d owns %d, %d to compute", store.dir, store.num_chunks,
-                 pid, nproc, len(mine), len(missing))
+    first = {}
+    for i, (h, r) in enumerate(zip(hashes, rows)):  # each missing prompt once, on the host that owns it
+        if r is None and h not in first and distributed.owner_of(h, nproc) == pid:
+            first[h] = i
+    todo = list(first.values())
+    logging.info("feature store %s: %d prompts (%d distinct), %d stored, host %d/%d computes %d", store.dir,
+                 len(prompts), len(set(hashes)), sum(r is not None for r in rows), pid, nproc, len(todo))
 
-    run = {"chunks_computed": list(missing), "prompts_computed": 0, "tokens_computed": 0, "padded_tokens": 0,
+    run = {"prompts_computed": 0, "shards_written": [], "tokens_computed": 0, "padded_tokens": 0,
            "truncated_computed": 0, "compute_s": 0.0, "compile_s": 0.0}
-    if missing:
+    if todo:
         mesh = mesh or distributed.local_data_mesh()
         if "data" not in mesh.shape:
             raise ValueError(f"mesh must have a 'data' axis, got axes {tuple(mesh.shape)}")
         runner = _get_runner(enc.model, identity, mesh, dtype, None if layers is None else layer_idx,
                              shard_params)
         compile_before = runner.compile_s
-        _compute_chunks(store, runner, enc.tokenizer, prompts, missing, run, template_kwargs=template_kwargs,
-                        max_length=max_length, truncate=truncate, batch_tokens=batch_tokens, batch_size=batch_size,
-                        num_devices=mesh.shape["data"], window_prompts=window_prompts, progress=progress,
-                        padding_side=padding_side, length_grid=length_grid)
+        _compute(store, runner, enc.tokenizer, [texts[i] for i in todo], [hashes[i] for i in todo], run,
+                 max_length=max_length, truncate=truncate, batch_tokens=batch_tokens, batch_size=batch_size,
+                 num_devices=mesh.shape["data"], chunk_size=chunk_size, progress=progress,
+                 padding_side=padding_side, length_grid=length_grid)
         run["compile_s"] = runner.compile_s - compile_before
 
     distributed.barrier(f"prefill_router.extract.{key}.computed")
-    ok = 1
-    if pid == 0:
-        try:
-            store.write_manifest()
-        except Exception:
-            ok = 0
-            if nproc == 1:
-                raise
-            logging.exception("verification of %s failed", store.dir)
-    if nproc > 1:
-        from jax.experimental import multihost_utils
-        ok = int(multihost_utils.broadcast_one_to_all(np.int32(ok)))
-        if not ok:
-            raise RuntimeError(f"process 0 could not verify feature store {store.dir}; see its log")
-
-    totals = [store.chunk_stats(i) for i in range(store.num_chunks)]
-    n_trunc = sum(int(s.get("n_truncated", 0)) for s in totals)
-    if truncate == "error" and n_trunc:
-        raise ValueError(f"{n_trunc} prompts exceed max_length={max_length} tokens (stored by an earlier run with "
-                         f"truncate='warn'); raise max_length or pass truncate='warn'")
-    stats = dict(run, num_prompts=len(prompts), num_truncated=n_trunc,
-                 total_tokens=sum(int(s.get("real_tokens", 0)) for s in totals))
+    if todo or nproc > 1:
+        rows = store.resolve(hashes, max_length)
+    lost = [i for i, r in enumerate(rows) if r is None]
+    if lost:
+        raise RuntimeError(f"feature store {store.dir}: {len(lost)} prompts (first: {lost[0]}) have no valid "
+                           f"stored row after extraction (deleted or corrupted meanwhile?); rerun the extraction")
+    _check_cached_truncation(rows, truncate, max_length)
+    shards = tuple(sorted({r.shard for r in rows}))
+    where = {s: j for j, s in enumerate(shards)}
+    shard_of = np.asarray([where[r.shard] for r in rows], dtype=np.int64)
+    row_of = np.asarray([r.row for r in rows], dtype=np.int64)
+    n_tok = np.asarray([min(r.full_len, max_length) for r in rows], dtype=np.int64)
+    stats = dict(run, num_prompts=len(prompts), num_truncated=sum(r.cap is not None for r in rows),
+                 total_tokens=int(n_tok.sum()), prompts_reused=len(prompts) - len(todo))
     stats["padding_efficiency"] = (run["tokens_computed"] / run["padded_tokens"]) if run["padded_tokens"] else 1.0
     stats["tokens_per_s"] = run["tokens_computed"] / run["compute_s"] if run["compute_s"] else float("nan")
-    logging.info("extracted %s: prompts=%d (computed %d in %d chunks), tokens=%d (computed %d), truncated=%d, "
+    if pid == 0:
+        store.write_set(key, shards, shard_of, row_of, {"max_length": max_length, "num_prompts": len(prompts),
+                                                           "num_truncated": stats["num_truncated"],
+                                                           "total_tokens": stats["total_tokens"]})
+    logging.info("extracted %s: prompts=%d (computed %d in %d shards), tokens=%d (computed %d), truncated=%d, "
                  "padding efficiency=%.3f, wall=%.2fs (+%.2fs compile), %.0f tokens/s",
-                 key[:12], len(prompts), run["prompts_computed"], len(missing), stats["total_tokens"],
-                 run["tokens_computed"], n_trunc, stats["padding_efficiency"], run["compute_s"],
+                 key[:12], len(prompts), run["prompts_computed"], len(run["shards_written"]), stats["total_tokens"],
+                 run["tokens_computed"], stats["num_truncated"], stats["padding_efficiency"], run["compute_s"],
                  run["compile_s"], stats["tokens_per_s"])
     return FeatureSet(key=key, encoder_identity=identity, num_prompts=len(prompts), layers=layer_idx,
-                      dim=dim, store_dir=store.dir, stats=stats)
+                      dim=dim, store_dir=store.dir, shards=shards, shard_of=shard_of, row_of=row_of, stats=stats)
 
 
-def _compute_chunks(store: FeatureStore, runner: _Runner, tokenizer: Any, prompts: Sequence[str],
-                    missing: Sequence[int], run: dict, *, template_kwargs, max_length, truncate, batch_tokens,
-                    batch_size, num_devices, window_prompts, progress, padding_side, length_grid) -> None:
-    """Computes and writes the `missing` chunks, window by window; updates the counters in `run`."""
-    per_window = max(1, window_prompts // store.spec.chunk_size)
-    windows = [list(missing[i:i + per_window]) for i in range(0, len(missing), per_window)]
-    tokenized = []  # tokenize everything first so truncate='error' fails before any compute
-    for window in windows:
-        idx = np.concatenate([np.arange(*store.chunk_range(c)) for c in window])
-        ids, truncated = _tokenize(tokenizer, [prompts[i] for i in idx], template_kwargs, max_length)
-        if truncate == "error" and truncated.any():
-            first = int(idx[np.argmax(truncated)])
-            raise ValueError(f"{int(truncated.sum())} prompts exceed max_length={max_length} tokens after "
-                             f"templating (first: prompt {first}); raise max_length or pass truncate='warn'")
-        tokenized.append((idx, ids, truncated))
-    n_trunc = sum(int(t.sum()) for _, _, t in tokenized)
-    if n_trunc:
-        logging.warning("%d prompts exceed max_length=%d tokens and were truncated", n_trunc, max_length)
-    total = sum(sum(len(t) for t in ids) for _, ids, _ in tokenized)
+def _check_cached_truncation(rows: Sequence[Any], truncate: str, max_length: int) -> None:
+    n = sum(r is not None and r.cap is not None for r in rows)
+    if truncate == "error" and n:
+        raise ValueError(f"{n} prompts exceed max_length={max_length} tokens (stored by an earlier run with "
+                         f"truncate='warn'); raise max_length or pass truncate='warn'")
+
+
+def _compute(store: FeatureStore, runner: _Runner, tokenizer: Any, texts: Sequence[str], hashes: Sequence[str],
+             run: dict, *, max_length, truncate, batch_tokens, batch_size, num_devices, chunk_size, progress,
+             padding_side, length_grid) -> None:
+    """Computes the rendered `texts` (length-bucketed) and writes them as shards of `chunk_size` rows in
+    completion order; updates the counters in `run`."""
+    ids, full_len = _tokenize(tokenizer, texts, max_length)  # all first: truncate='error' fails before compute
+    truncated = full_len > max_length
+    if truncate == "error" and truncated.any():
+        raise ValueError(f"{int(truncated.sum())} prompts exceed max_length={max_length} tokens after "
+                         f"templating (first: {texts[int(np.argmax(truncated))][:60]!r}); raise max_length or "
+                         f"pass truncate='warn'")
+    if truncated.any():
+        logging.warning("%d prompts exceed max_length=%d tokens and were truncated", int(truncated.sum()), max_length)
+    lengths = [len(t) for t in ids]
+    plan = bucketing.plan_batches(lengths, batch_tokens=batch_tokens, batch_size=batch_size, max_length=max_length,
+                                  length_grid=length_grid, num_devices=num_devices)
+    run["padded_tokens"] += plan.padded_tokens
+    run["truncated_computed"] = int(truncated.sum())
+    pending_rows: list[int] = []
+    pending: dict[str, list[np.ndarray]] = {p: [] for p in store.spec.poolings}
+
+    def flush(count: int) -> None:
+        take = pending_rows[:count]
+        arrays = {p: np.stack(pending[p][:count], axis=1) for p in store.spec.poolings}
+        shard = store.write_shard(arrays, [hashes[j] for j in take], full_len[take],
+                                  [max_length if truncated[j] else None for j in take],
+                                  {"real_tokens": int(sum(lengths[j] for j in take))})
+        run["shards_written"].append(shard)
+        del pending_rows[:count]
+        for p in store.spec.poolings:
+            del pending[p][:count]
+
     compile_before = runner.compile_s
-    bar = tqdm(total=total, unit="tok", unit_scale=True, disable=not progress, desc="prefill features")
+    bar = tqdm(total=sum(lengths), unit="tok", unit_scale=True, disable=not progress, desc="prefill features")
     t_start = time.perf_counter()
+
+    def collect(batch, outputs):
+        out = dict(zip(("last", "mean"), (np.asarray(o) for o in outputs)))
+        for row, j in enumerate(batch.indices):
+            pending_rows.append(int(j))
+            for p in store.spec.poolings:
+                pending[p].append(out[p][:, row])
+        while len(pending_rows) >= chunk_size:
+            flush(chunk_size)
+        n_tok = int(sum(lengths[j] for j in batch.indices))
+        run["prompts_computed"] += len(batch.indices)
+        run["tokens_computed"] += n_tok
+        bar.update(n_tok)
+
     try:
-        for window, (idx, ids, truncated) in zip(windows, tokenized):
-            plan = bucketing.plan_batches([len(t) for t in ids], batch_tokens=batch_tokens, batch_size=batch_size,
-                                          max_length=max_length, length_grid=length_grid, num_devices=num_devices)
-            run["padded_tokens"] += plan.padded_tokens
-            buffers = {c: {p: np.empty(store.expected_shape(c), np.float32) for p in store.spec.poolings}
-                       for c in window}
-            remaining = {c: store.chunk_range(c)[1] - store.chunk_range(c)[0] for c in window}
-            stats = {c: {"n_truncated": 0, "real_tokens": 0} for c in window}
-
-            def collect(batch, outputs):
-                last, mean = (np.asarray(o) for o in outputs)
-                for row, j in enumerate(batch.indices):
-                    i = int(idx[j])
-                    c = store.chunk_of(i)
-                    off = i - store.chunk_range(c)[0]
-                    buffers[c]["last"][:, off] = last[:, row]
-                    buffers[c]["mean"][:, off] = mean[:, row]
-                    stats[c]["n_truncated"] += int(truncated[j])
-                    stats[c]["real_tokens"] += len(ids[j])
-                    remaining[c] -= 1
-                    if remaining[c] == 0:
-                        store.write_chunk(c, buffers.pop(c), stats[c])
-                n_tok = int(sum(len(ids[j]) for j in batch.indices))
-                run["prompts_computed"] += len(batch.indices)
-                run["tokens_computed"] += n_tok
-                bar.update(n_tok)
-
-            pending = None
-            for batch in plan.batches:
-                arrays = bucketing.pad_batch(ids, batch, tokenizer.pad_id, side=padding_side)
-                outputs = runner(*arrays)  # dispatched asynchronously; collect the previous batch meanwhile
-                if pending is not None:
-                    collect(*pending)
-                pending = (batch, outputs)
-            if pending is not None:
-                collect(*pending)
-            assert not buffers, f"chunks {sorted(buffers)} were not completed"
+        prev = None
+        for batch in plan.batches:
+            arrays = bucketing.pad_batch(ids, batch, tokenizer.pad_id, side=padding_side)
+            outputs = runner(*arrays)  # dispatched asynchronously; collect the previous batch meanwhile
+            if prev is not None:
+                collect(*prev)
+            prev = (batch, outputs)
+        if prev is not None:
+            collect(*prev)
+        if pending_rows:
+            flush(len(pending_rows))
     finally:
         bar.close()
-    run["truncated_computed"] = n_trunc
     run["compute_s"] = time.perf_counter() - t_start - (runner.compile_s - compile_before)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from prefill_router.features import distributed, extract
+from prefill_router.features import store as store_lib
 
 WORKER = textwrap.dedent('''
     import importlib.util, json, os, sys
@@ -28,7 +29,7 @@ WORKER = textwrap.dedent('''
     spec.loader.exec_module(helpers)
     fs = extract.extract_features(helpers.tiny_encoder(), args["prompts"], store_dir=args["store"], **args["kw"])
     print(json.dumps({"process": jax.process_index(), "count": jax.process_count(), "key": fs.key,
-                      "computed": fs.stats["chunks_computed"]}))
+                      "computed": fs.stats["prompts_computed"]}))
 ''')
 
 PROMPTS = ["p%d " % i + "w" * (i * 5 % 30) for i in range(10)]
@@ -68,13 +69,12 @@ def test_two_processes_equal_one_process(enc, tmp_path):
         results.append(json.loads(out.strip().splitlines()[-1]))
     assert [r["count"] for r in results] == [2, 2]
     assert results[0]["key"] == results[1]["key"]
-    # 10 prompts in chunks of 3 -> chunks 0..3; host p computed chunks i with i % 2 == p
-    assert sorted(results[0]["computed"]) == [0, 2] and sorted(results[1]["computed"]) == [1, 3]
-
+    # host p computed the prompts whose hash it owns, each exactly once
     single = extract.extract_features(enc, PROMPTS, store_dir=tmp_path / "single", **KW)
+    owners = [distributed.owner_of(store_lib.prompt_hash(enc.tokenizer.render(p, {})), 2) for p in PROMPTS]
+    assert [r["computed"] for r in results] == [owners.count(0), owners.count(1)]
     assert single.key == results[0]["key"]
-    multi = extract.FeatureSet.open(store / single.key)
-    assert (store / single.key / "manifest.json").exists()
+    multi = extract.FeatureSet.open(store / single.store_dir.name, single.key)
     for pooling in ("last", "mean"):
         np.testing.assert_allclose(multi.get(pooling), single.get(pooling), atol=1e-5)
 
@@ -93,7 +93,8 @@ def test_maybe_initialize_settings(monkeypatch):
     assert distributed._resolve("h:1", 4, 3) == ("h:1", 4, 3)
 
 
-def test_chunk_assignment():
-    assert distributed.chunks_for_process(range(7), 0, 3) == [0, 3, 6]
-    assert distributed.chunks_for_process([1, 2, 4, 5], 1, 3) == [1, 4]
-    assert distributed.chunks_for_process(range(3), 0, 1) == [0, 1, 2]
+def test_prompt_assignment():
+    assert distributed.owner_of("0000000a" + "f" * 56, 3) == 10 % 3
+    assert distributed.owner_of("ffffffff", 1) == 0
+    owners = [distributed.owner_of(store_lib.prompt_hash(str(i)), 2) for i in range(200)]
+    assert 70 < sum(owners) < 130  # balanced in expectation

@@ -1,10 +1,21 @@
-"""extract_features: bucketing/padding invariance, sharding, resume, corruption, truncation, input errors."""
+"""extract_features: bucketing/padding invariance, sharding, per-prompt reuse, resume (also after kill -9),
+corruption, truncation, input errors."""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from prefill_router.features import distributed, extract
+from prefill_router.features import store as store_lib
 from prefill_router.features.store import FeatureStore
 
 MAX_LEN = 64  # fixture `enc`: tests/features/conftest.py (tiny llama + byte tokenizer)
@@ -64,41 +75,111 @@ def test_param_sharding_rule():
     assert extract._param_sharding(mesh, jnp.zeros((6, 10)), False).spec == jax.sharding.PartitionSpec()
 
 
-def test_resume_after_crash_computes_only_missing_chunks(enc, tmp_path, monkeypatch):
+def test_resume_after_crash_computes_only_missing_prompts(enc, tmp_path, monkeypatch):
     full = extract.extract_features(enc, PROMPTS, store_dir=tmp_path / "full", batch_size=4, **KW)
-    real_write = FeatureStore.write_chunk
+    real_write = FeatureStore.write_shard
     written = []
 
-    def crashing_write(self, i, arrays, stats):
+    def crashing_write(self, *args, **kwargs):
         if len(written) == 2:
             raise KeyboardInterrupt("simulated crash")
-        real_write(self, i, arrays, stats)
-        written.append(i)
+        written.append(real_write(self, *args, **kwargs))
+        return written[-1]
 
-    monkeypatch.setattr(FeatureStore, "write_chunk", crashing_write)
+    monkeypatch.setattr(FeatureStore, "write_shard", crashing_write)
     with pytest.raises(KeyboardInterrupt):
-        extract.extract_features(enc, PROMPTS, store_dir=tmp_path / "r", batch_size=4, window_prompts=4, **KW)
-    monkeypatch.setattr(FeatureStore, "write_chunk", real_write)
+        extract.extract_features(enc, PROMPTS, store_dir=tmp_path / "r", batch_size=4, **KW)
+    monkeypatch.setattr(FeatureStore, "write_shard", real_write)
     resumed = extract.extract_features(enc, PROMPTS, store_dir=tmp_path / "r", batch_size=4, **KW)
-    assert sorted(resumed.stats["chunks_computed"]) == sorted(set(range(4)) - set(written))
-    assert resumed.stats["prompts_computed"] == 13 - 4 * len(written)
+    assert resumed.stats["prompts_computed"] == 13 - 4 * len(written) and resumed.stats["prompts_reused"] == 8
+    assert set(written) < set(resumed.shards)
     for p in ("last", "mean"):
         np.testing.assert_allclose(resumed.get(p), full.get(p), atol=1e-6)
     again = extract.extract_features(enc, PROMPTS, store_dir=tmp_path / "r", batch_size=4, **KW)
-    assert again.stats["chunks_computed"] == [] and again.stats["num_prompts"] == 13
+    assert again.stats["prompts_computed"] == 0 and again.stats["shards_written"] == []
+    assert again.key == resumed.key and again.stats["num_prompts"] == 13
 
 
-def test_corrupt_chunk_is_recomputed(enc, tmp_path):
+KILL_WORKER = textwrap.dedent('''
+    import importlib.util, json, os, signal, sys
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    from prefill_router import fileio
+    from prefill_router.features import extract
+    args = json.loads(sys.argv[1])
+    spec = importlib.util.spec_from_file_location("features_conftest", args["conftest"])
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):  # meta.json, then 3 files per shard (2 data + sidecar): die in the 2nd shard's 1st file
+        calls.append(fd)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_fsync(fd)
+
+    fileio.os.fsync = fsync
+    extract.extract_features(helpers.tiny_encoder(), args["prompts"], store_dir=args["store"], **args["kw"])
+''')
+
+
+def test_kill_9_mid_extraction_resumes_and_cleans_up(enc, tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(KILL_WORKER)
+    kw = dict(KW, batch_size=4)
+    args = json.dumps({"prompts": PROMPTS, "store": str(tmp_path / "s"), "kw": kw,
+                       "conftest": str(pathlib.Path(__file__).with_name("conftest.py"))})
+    proc = subprocess.run([sys.executable, str(script), args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    (pool,) = [d for d in (tmp_path / "s").iterdir()]
+    orphans = list(pool.glob("*.tmp"))
+    assert len(orphans) == 1 and len(list(pool.glob("shard_*.json"))) == 1
+    old = time.time() - 2 * store_lib.ORPHAN_GRACE_S  # the grace period protects live writers on other hosts
+    os.utime(orphans[0], (old, old))
+    fs = extract.extract_features(enc, PROMPTS, store_dir=tmp_path / "s", **kw)
+    assert fs.stats["prompts_reused"] == 4 and fs.stats["prompts_computed"] == 9
+    assert not list(pool.glob("*.tmp"))
+    ref = extract.extract_features(enc, PROMPTS, store_dir=tmp_path / "ref", **kw)
+    np.testing.assert_allclose(fs.get("mean"), ref.get("mean"), atol=1e-6)
+
+
+def test_corrupt_shard_is_recomputed(enc, tmp_path):
     fs = extract.extract_features(enc, PROMPTS, store_dir=tmp_path, batch_size=4, **KW)
     expected = fs.get("mean")
-    path = FeatureStore.open(fs.store_dir).data_path(2, "mean")
+    store = FeatureStore.open(fs.store_dir)
+    path = store.data_path(fs.shards[1], "mean")
     raw = bytearray(path.read_bytes())
     raw[-3] ^= 0x55
     path.write_bytes(bytes(raw))
+    n_rows = int((fs.shard_of == 1).sum())
     again = extract.extract_features(enc, PROMPTS, store_dir=tmp_path, batch_size=4, **KW)
-    assert again.stats["chunks_computed"] == [2]
-    # recomputed in a smaller batch: equal up to float reassociation, not bitwise
+    assert again.stats["prompts_computed"] == n_rows and fs.shards[1] not in again.shards
+    # recomputed in other batches: equal up to float reassociation, not bitwise
     np.testing.assert_allclose(again.get("mean"), expected, atol=1e-6)
+    path = store.data_path(again.shards[0], "last")
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(ValueError, match="invalid.*rerun extract_features"):  # reopening verifies too
+        extract.FeatureSet.open(fs.store_dir, fs.key)
+
+
+def test_subsets_supersets_and_max_length_reuse_stored_prompts(enc, tmp_path):
+    a = extract.extract_features(enc, PROMPTS[:8], store_dir=tmp_path, batch_size=4, **KW)
+    assert a.stats["prompts_computed"] == 8
+    union = PROMPTS[::-1] + PROMPTS[:3]  # A u B, another order, duplicates
+    ab = extract.extract_features(enc, union, store_dir=tmp_path, batch_size=4, **KW)
+    assert ab.stats["prompts_computed"] == 5 and ab.num_prompts == 16
+    sub = extract.extract_features(enc, PROMPTS[5:11], store_dir=tmp_path, batch_size=4, **KW)
+    assert sub.stats["prompts_computed"] == 0 and sub.stats["total_tokens"] > 0
+    fresh = extract.extract_features(enc, PROMPTS, store_dir=tmp_path / "fresh", batch_size=4, **KW)
+    for p in ("last", "mean"):
+        np.testing.assert_allclose(ab.get(p), fresh.get(p)[:, list(range(12, -1, -1)) + [0, 1, 2]], atol=1e-6)
+        np.testing.assert_allclose(sub.get(p, [1, 3]), fresh.get(p, [1, 3])[:, 5:11], atol=1e-6)
+    # a smaller max_length reuses the prompts that fit whole and recomputes (truncated) the others
+    lengths = np.asarray([len(enc.tokenizer.render(p, {}).encode()) for p in PROMPTS])
+    short = extract.extract_features(enc, PROMPTS, store_dir=tmp_path, batch_size=4,
+                                     **{**KW, "max_length": 40, "length_grid": [40]})
+    assert short.stats["prompts_computed"] == short.stats["num_truncated"] == int((lengths > 40).sum()) > 0
+    fits = lengths <= 40
+    np.testing.assert_allclose(short.get("mean")[:, fits], fresh.get("mean")[:, fits], atol=1e-6)
 
 
 def test_layer_subset_and_prompt_order(enc, tmp_path):
@@ -110,13 +191,14 @@ def test_layer_subset_and_prompt_order(enc, tmp_path):
     with pytest.raises(ValueError, match="not in this feature set"):
         sub.get("last", layers=[0])
     rev = extract.extract_features(enc, PROMPTS[::-1], store_dir=tmp_path, batch_size=4, **KW)
-    assert rev.key != full.key
-    np.testing.assert_allclose(rev.get("mean")[:, ::-1], full.get("mean"), atol=1e-5)
+    assert rev.key != full.key and rev.stats["prompts_computed"] == 0
+    np.testing.assert_array_equal(rev.get("mean")[:, ::-1], full.get("mean"))
     kw = extract.extract_features(enc, PROMPTS, store_dir=tmp_path, batch_size=4, template_kwargs={"think": True},
                                   **KW)
-    assert kw.key != full.key
-    reopened = extract.FeatureSet.open(full.store_dir)
+    assert kw.key != full.key and kw.stats["prompts_computed"] == 13
+    reopened = extract.FeatureSet.open(full.store_dir, full.key)
     np.testing.assert_array_equal(reopened.get("mean"), full.get("mean"))
+    assert reopened.stats["num_prompts"] == 13
 
 
 def test_truncation_warn_and_error(enc, tmp_path):
@@ -125,8 +207,8 @@ def test_truncation_warn_and_error(enc, tmp_path):
     assert fs.stats["num_truncated"] == 2
     with pytest.raises(ValueError, match="2 prompts exceed max_length=64"):
         extract.extract_features(enc, prompts, store_dir=tmp_path / "e", batch_size=2, truncate="error", **KW)
-    assert not list((tmp_path / "e").rglob("chunk_*"))
-    with pytest.raises(ValueError, match="exceed max_length"):  # cached truncated chunks also fail 'error'
+    assert not list((tmp_path / "e").rglob("shard_*"))
+    with pytest.raises(ValueError, match="exceed max_length"):  # cached truncated rows also fail 'error'
         extract.extract_features(enc, prompts, store_dir=tmp_path, batch_size=2, truncate="error", **KW)
 
 
