@@ -1,13 +1,15 @@
-"""Decoder-only encoder in Flax NNX, shared by all families: RMSNorm, RoPE, GQA attention, gated MLP,
-one `jax.lax.scan` over layer-stacked block parameters, and per-layer pooling inside the scan.
+"""Decoder-only encoder in Flax NNX: RMSNorm, RoPE, GQA attention, gated MLP, one `jax.lax.scan` over
+layer-stacked block parameters, and per-layer pooling inside the scan. A family's forward differences
+come in as a `Modeling` record from its folder (how a block composes norms, attention and MLP; the
+RMSNorm variant; the embedding scale), so nothing here names a family.
 
 Axis letters: B batch, T query tokens, S key tokens (= T), L blocks, D width, F MLP width,
 N query heads, K kv heads, G = N / K query heads per kv head, H head dim, V vocab.
 
-Forward (per block, pre-norm residual; Gemma adds the bracketed sandwich norms):
-    a = Attn(norm_in(x));   x = x + [norm_post_attn](a)
-    m = MLP(norm_mlp(x));   x = x + [norm_post_mlp](m),   MLP(h) = down(act(gate h) * up h)
-RMSNorm(x) = x / sqrt(mean(x^2) + eps) * w   (Gemma: * (1 + w)), computed in float32.
+Sublayers a block composes (`Sublayers`; e.g. llama: x += Attn(norm(x)); x += MLP(norm(x))):
+    Attn(h) = o(attention(RoPE([q_norm](q h + [q_bias])), RoPE([k_norm](k h + [k_bias])), v h + [v_bias])) + [o_bias]
+    MLP(h) = down(act(gate h) * up h)
+RMSNorm(x) = x / sqrt(mean(x^2) + eps) * w   (Modeling.unit_offset_norm: * (1 + w)), computed in float32.
 RoPE uses transformers' rotate-half layout on positions p_t = clip(cumsum(mask)_t - 1, 0), so left
 and right padding give identical features. Attention allows key s for query t iff mask_s = 1,
 s <= t, and for sliding-window blocks t - s < window; scores = scale * q.k in float32, computed in causal
@@ -15,15 +17,16 @@ blocks of ATTENTION_BLOCK query rows that skip the keys after the block (`attent
 
 Layer-index convention of the pooled outputs (`EncoderOutput.last/mean`, [L+1, B, D]):
     l = 0: the embedding output, i.e. the input of block 1. This equals transformers'
-           `hidden_states[0]`; for Gemma3 it is AFTER the sqrt(D) scaling (transformers 5.23 scales
-           inside `embed_tokens`, and `hidden_states[0]` is the input of layer 0; checked by test).
+           `hidden_states[0]`; with `Modeling.scale_embedding` (Gemma3) it is AFTER the sqrt(D) scaling
+           (transformers 5.23 scales inside `embed_tokens`; checked by test).
     l = i: the residual stream after block i, BEFORE the final norm (transformers' last entry,
            `hidden_states[L]`, is after the final norm; `final_hidden` is that one).
 Pooling: last_b = h[b, max{t : mask_bt = 1}], mean_b = sum_t mask_bt h_bt / sum_t mask_bt, float32.
 """
+import dataclasses
 import functools
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,12 +46,34 @@ class EncoderOutput(NamedTuple):
     final_hidden: jax.Array | None = None  # [B, T, D] after the final norm, with return_final_hidden=True
 
 
+class Sublayers(NamedTuple):
+    """What a block composes, bound to one block's parameters; each maps [B, T, D] -> [B, T, D]."""
+    norm: Callable[[jax.Array, str], jax.Array]   # norm(h, name): RMSNorm with block parameter `name`
+    attention: Callable[[jax.Array], jax.Array]   # Attn(h), see the module docstring
+    mlp: Callable[[jax.Array], jax.Array]         # MLP(h)
+
+
+@dataclasses.dataclass(frozen=True)
+class Modeling:
+    """A family's forward (hashable: it is a static argument of the jitted forward).
+
+    block(s, x) -> x: one decoder block on the residual stream x [B, T, D], from `s: Sublayers`.
+    block_norms: the [D] norm parameters `block` passes to `s.norm`.
+    unit_offset_norm: RMSNorms scale by (1 + w) and start at w = 0 (Gemma); else by w, starting at 1.
+    scale_embedding: the embedding output is multiplied by sqrt(D) (Gemma).
+    """
+    block: Callable[[Sublayers, jax.Array], jax.Array]
+    block_norms: tuple[str, ...]
+    unit_offset_norm: bool = False
+    scale_embedding: bool = False
+
+
 # ---------------------------------------------------------------------- pure layers
-def rms_norm(x: jax.Array, w: jax.Array, eps: float, gemma: bool) -> jax.Array:
-    """x[..., E] normalised over E in float32, scaled by w (llama) or (1 + w) (gemma); x's dtype out."""
+def rms_norm(x: jax.Array, w: jax.Array, eps: float, unit_offset: bool) -> jax.Array:
+    """x[..., E] normalised over E in float32, scaled by w or, with unit_offset, (1 + w); x's dtype out."""
     xf = x.astype(jnp.float32)
     y = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + eps)
-    if gemma:
+    if unit_offset:
         return (y * (1.0 + w.astype(jnp.float32))).astype(x.dtype)
     return w * y.astype(x.dtype)
 
@@ -129,43 +154,42 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, allowed: jax.Array, bloc
     return jnp.concatenate(outs, axis=1)
 
 
-def block_forward(cfg: EncoderConfig, p: dict, x: jax.Array, rope_full, rope_local, allowed_full,
-                  allowed_local, is_sliding) -> jax.Array:
-    """One decoder block on x [B,T,D] with this block's params p (no layer axis)."""
-    g = cfg.is_gemma
-    h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps, g)
-    q = jnp.einsum("btd,dnh->btnh", h, p["q"])
-    k = jnp.einsum("btd,dkh->btkh", h, p["k"])
-    v = jnp.einsum("btd,dkh->btkh", h, p["v"])
-    if cfg.attention_bias:
-        q, k, v = q + p["q_bias"], k + p["k_bias"], v + p["v_bias"]
-    if cfg.qk_norm:
-        q = rms_norm(q, p["q_norm"], cfg.rms_norm_eps, g)
-        k = rms_norm(k, p["k_norm"], cfg.rms_norm_eps, g)
-    if rope_local is None:
-        cos, sin = rope_full
-        allowed = allowed_full
-    else:
-        cos = jnp.where(is_sliding, rope_local[0], rope_full[0])
-        sin = jnp.where(is_sliding, rope_local[1], rope_full[1])
-        allowed = jnp.where(is_sliding, allowed_local, allowed_full)
-    q = apply_rope(q, cos, sin) * jnp.asarray(cfg.attn_scale, q.dtype)
-    k = apply_rope(k, cos, sin)
-    a = attention(q, k, v, allowed)
-    a = jnp.einsum("btnh,nhd->btd", a, p["o"])
-    if cfg.o_proj_bias:
-        a = a + p["o_bias"]
-    if g:
-        a = rms_norm(a, p["attn_post_norm"], cfg.rms_norm_eps, g)
-    x = x + a
-    h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps, g)
-    gate = jnp.einsum("btd,df->btf", h, p["gate"])
-    up = jnp.einsum("btd,df->btf", h, p["up"])
-    act = jax.nn.silu(gate) if cfg.hidden_act == "silu" else jax.nn.gelu(gate, approximate=True)
-    m = jnp.einsum("btf,fd->btd", act * up, p["down"])
-    if g:
-        m = rms_norm(m, p["mlp_post_norm"], cfg.rms_norm_eps, g)
-    return x + m
+def block_forward(cfg: EncoderConfig, modeling: Modeling, p: dict, x: jax.Array, rope_full, rope_local,
+                  allowed_full, allowed_local, is_sliding) -> jax.Array:
+    """One decoder block on x [B,T,D] with this block's params p (no layer axis): `modeling.block`
+    over the sublayers bound to p."""
+    u = modeling.unit_offset_norm
+
+    def norm(h, name):
+        return rms_norm(h, p[name], cfg.rms_norm_eps, u)
+
+    def attn(h):
+        q = jnp.einsum("btd,dnh->btnh", h, p["q"])
+        k = jnp.einsum("btd,dkh->btkh", h, p["k"])
+        v = jnp.einsum("btd,dkh->btkh", h, p["v"])
+        if cfg.attention_bias:
+            q, k, v = q + p["q_bias"], k + p["k_bias"], v + p["v_bias"]
+        if cfg.qk_norm:
+            q, k = norm(q, "q_norm"), norm(k, "k_norm")
+        if rope_local is None:
+            cos, sin = rope_full
+            allowed = allowed_full
+        else:
+            cos = jnp.where(is_sliding, rope_local[0], rope_full[0])
+            sin = jnp.where(is_sliding, rope_local[1], rope_full[1])
+            allowed = jnp.where(is_sliding, allowed_local, allowed_full)
+        q = apply_rope(q, cos, sin) * jnp.asarray(cfg.attn_scale, q.dtype)
+        k = apply_rope(k, cos, sin)
+        a = jnp.einsum("btnh,nhd->btd", attention(q, k, v, allowed), p["o"])
+        return a + p["o_bias"] if cfg.o_proj_bias else a
+
+    def mlp(h):
+        gate = jnp.einsum("btd,df->btf", h, p["gate"])
+        up = jnp.einsum("btd,df->btf", h, p["up"])
+        act = jax.nn.silu(gate) if cfg.hidden_act == "silu" else jax.nn.gelu(gate, approximate=True)
+        return jnp.einsum("btf,fd->btd", act * up, p["down"])
+
+    return modeling.block(Sublayers(norm, attn, mlp), x)
 
 
 def pool(h: jax.Array, last_idx: jax.Array, maskf: jax.Array, count: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -176,22 +200,25 @@ def pool(h: jax.Array, last_idx: jax.Array, maskf: jax.Array, count: jax.Array) 
 
 
 # ---------------------------------------------------------------------- modules
-def _block_param_shapes(cfg: EncoderConfig) -> dict[str, tuple[tuple[int, ...], str]]:
+def _block_param_shapes(cfg: EncoderConfig, modeling: Modeling) -> dict[str, tuple[tuple[int, ...], str]]:
     """Per-block parameter name -> (shape without layer axis, init kind)."""
     d, f, n, kv, h = cfg.hidden_size, cfg.intermediate_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    norm = "zeros" if cfg.is_gemma else "ones"
-    shapes = {"attn_norm": ((d,), norm), "q": ((d, n, h), "normal"), "k": ((d, kv, h), "normal"),
-              "v": ((d, kv, h), "normal"), "o": ((n, h, d), "normal"), "mlp_norm": ((d,), norm),
-              "gate": ((d, f), "normal"), "up": ((d, f), "normal"), "down": ((f, d), "normal")}
+    norm = _norm_init(modeling)
+    shapes = {"q": ((d, n, h), "normal"), "k": ((d, kv, h), "normal"), "v": ((d, kv, h), "normal"),
+              "o": ((n, h, d), "normal"), "gate": ((d, f), "normal"), "up": ((d, f), "normal"),
+              "down": ((f, d), "normal")}
+    shapes.update({name: ((d,), norm) for name in modeling.block_norms})
     if cfg.attention_bias:
         shapes.update(q_bias=((n, h), "zeros"), k_bias=((kv, h), "zeros"), v_bias=((kv, h), "zeros"))
     if cfg.o_proj_bias:
         shapes["o_bias"] = ((d,), "zeros")
     if cfg.qk_norm:
         shapes.update(q_norm=((h,), norm), k_norm=((h,), norm))
-    if cfg.is_gemma:
-        shapes.update(attn_post_norm=((d,), norm), mlp_post_norm=((d,), norm))
     return shapes
+
+
+def _norm_init(modeling: Modeling) -> str:
+    return "zeros" if modeling.unit_offset_norm else "ones"
 
 
 def _init(kind: str, key, shape, dtype) -> jax.Array:
@@ -203,8 +230,8 @@ def _init(kind: str, key, shape, dtype) -> jax.Array:
 class StackedBlocks(nnx.Module):
     """All L decoder blocks; every parameter carries a leading layer axis [L, ...]."""
 
-    def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
-        for name, (shape, kind) in _block_param_shapes(cfg).items():
+    def __init__(self, cfg: EncoderConfig, modeling: Modeling, *, rngs: nnx.Rngs, dtype=jnp.float32):
+        for name, (shape, kind) in _block_param_shapes(cfg, modeling).items():
             setattr(self, name, nnx.Param(_init(kind, rngs.params(), (cfg.num_layers, *shape), dtype)))
 
     def arrays(self) -> dict[str, jax.Array]:
@@ -213,15 +240,17 @@ class StackedBlocks(nnx.Module):
 
 
 class Encoder(nnx.Module):
-    """Decoder-only LLM used as a prompt encoder (see the module docstring for conventions)."""
+    """Decoder-only LLM used as a prompt encoder (see the module docstring for conventions).
+    `modeling` is the family's forward (`families.get(config.family).modeling`)."""
 
-    def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    def __init__(self, config: EncoderConfig, modeling: Modeling, *, rngs: nnx.Rngs, dtype=jnp.float32):
         self.config = config
+        self.modeling = modeling
         self.dtype = dtype
         cfg = config
         self.embed = nnx.Param(_init("normal", rngs.params(), (cfg.vocab_size, cfg.hidden_size), dtype))
-        self.blocks = StackedBlocks(cfg, rngs=rngs, dtype=dtype)
-        self.final_norm = nnx.Param(_init("zeros" if cfg.is_gemma else "ones", None, (cfg.hidden_size,), dtype))
+        self.blocks = StackedBlocks(cfg, modeling, rngs=rngs, dtype=dtype)
+        self.final_norm = nnx.Param(_init(_norm_init(modeling), None, (cfg.hidden_size,), dtype))
         self.lm_head = None if cfg.tie_word_embeddings else nnx.Param(
             _init("normal", rngs.params(), (cfg.hidden_size, cfg.vocab_size), dtype))
 
@@ -239,7 +268,8 @@ class Encoder(nnx.Module):
             raise ValueError("every row of attention_mask needs at least one real token (mask = 1)")
         params = dict(embed=self.embed[...], blocks=self.blocks.arrays(), final_norm=self.final_norm[...],
                       lm_head=None if self.lm_head is None else self.lm_head[...])
-        return _forward(params, jnp.asarray(input_ids), jnp.asarray(attention_mask), cfg=cfg, dtype=self.dtype,
+        return _forward(params, jnp.asarray(input_ids), jnp.asarray(attention_mask), cfg=cfg,
+                        modeling=self.modeling, dtype=self.dtype,
                         return_hidden=return_hidden, return_logits=return_logits,
                         return_final_hidden=return_final_hidden)
 
@@ -252,7 +282,7 @@ class Encoder(nnx.Module):
     def final_norm_apply(self, h: jax.Array) -> jax.Array:
         """The final RMSNorm on h [..., D] (what transformers' last hidden state holds)."""
         return rms_norm(h.astype(self.dtype), self.final_norm[...], self.config.rms_norm_eps,
-                        self.config.is_gemma).astype(jnp.float32)
+                        self.modeling.unit_offset_norm).astype(jnp.float32)
 
 
 def unembed(cfg: EncoderConfig, embed: jax.Array, lm_head: jax.Array | None, h: jax.Array) -> jax.Array:
@@ -267,12 +297,13 @@ def unembed(cfg: EncoderConfig, embed: jax.Array, lm_head: jax.Array | None, h: 
     return logits
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "dtype", "return_hidden", "return_logits",
+@functools.partial(jax.jit, static_argnames=("cfg", "modeling", "dtype", "return_hidden", "return_logits",
                                               "return_final_hidden"))
-def _forward(params: dict, input_ids: jax.Array, attention_mask: jax.Array, *, cfg: EncoderConfig, dtype,
-             return_hidden: bool, return_logits: bool, return_final_hidden: bool) -> EncoderOutput:
-    """The forward on a parameter dict; jitted per (config, dtype, flags, shapes), so eager calls of
-    the module compile once and calls under an outer jit inline it."""
+def _forward(params: dict, input_ids: jax.Array, attention_mask: jax.Array, *, cfg: EncoderConfig,
+             modeling: Modeling, dtype, return_hidden: bool, return_logits: bool,
+             return_final_hidden: bool) -> EncoderOutput:
+    """The forward on a parameter dict; jitted per (config, modeling, dtype, flags, shapes), so eager
+    calls of the module compile once and calls under an outer jit inline it."""
     b, t = input_ids.shape
     mask = attention_mask.astype(bool)
     maskf = mask.astype(jnp.float32)
@@ -281,8 +312,8 @@ def _forward(params: dict, input_ids: jax.Array, attention_mask: jax.Array, *, c
     positions = jnp.clip(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
 
     x = params["embed"][input_ids].astype(dtype)
-    if cfg.embed_scale is not None:
-        x = x * jnp.asarray(cfg.embed_scale, dtype)
+    if modeling.scale_embedding:
+        x = x * jnp.asarray(math.sqrt(cfg.hidden_size), dtype)
 
     idx = jnp.arange(t)
     causal = idx[None, :] <= idx[:, None]                       # [T, S]
@@ -298,7 +329,7 @@ def _forward(params: dict, input_ids: jax.Array, attention_mask: jax.Array, *, c
 
     def step(h, xs):
         p, is_sliding = xs
-        h = block_forward(cfg, p, h, rope_full, rope_local, allowed_full, allowed_local, is_sliding)
+        h = block_forward(cfg, modeling, p, h, rope_full, rope_local, allowed_full, allowed_local, is_sliding)
         last, mean = pool(h, last_idx, maskf, count)
         return h, (last, mean, h.astype(jnp.float32) if return_hidden else None)
 
@@ -308,7 +339,7 @@ def _forward(params: dict, input_ids: jax.Array, attention_mask: jax.Array, *, c
     if return_hidden:
         out["hidden"] = jnp.concatenate([x.astype(jnp.float32)[None], hiddens])
     if return_logits or return_final_hidden:
-        final = rms_norm(h, params["final_norm"], cfg.rms_norm_eps, cfg.is_gemma)
+        final = rms_norm(h, params["final_norm"], cfg.rms_norm_eps, modeling.unit_offset_norm)
         if return_final_hidden:
             out["final_hidden"] = final.astype(jnp.float32)
         if return_logits:

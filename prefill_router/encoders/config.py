@@ -1,15 +1,16 @@
-"""EncoderConfig: one frozen, hashable description of a decoder-only encoder LLM.
+"""EncoderConfig: one frozen, hashable description of a decoder-only encoder LLM, and the helpers
+family records use to convert transformers `config.json` dicts both ways.
 
-All supported families (llama, qwen2, qwen3, gemma3) share this config; family differences are
-flags (q/k/v bias, q/k RMSNorm, Gemma's sandwich norms, (1 + w) norms, sqrt(D) embedding scale,
-GELU-tanh MLP, sliding-window layers with their own RoPE theta, logit soft-capping).
+Every family shares this config; its differences are flags (q/k/v bias, q/k RMSNorm, GELU-tanh MLP,
+sliding-window layers with their own RoPE theta, logit soft-capping) plus the family's own forward
+(`base.Modeling`, in its folder). `family` is the name of the record in `families.FAMILIES`.
 
-`EncoderConfig.from_hf_config(d)` converts a transformers `config.json` dict. Each family lists the
-fields it handles and the fields it knowingly ignores; any other field raises (penzai style), so a
-new RoPE variant or attention trick fails loudly instead of converting silently wrong.
+A family converts an HF dict by listing the fields it handles and the fields it knowingly ignores
+(`check_fields`); any other field raises (penzai style), so a new RoPE variant or attention trick fails
+loudly instead of converting silently wrong. `decoder_fields` / `decoder_hf_fields` convert the fields
+all llama-like configs share, in the two directions.
 """
 import dataclasses
-import math
 from typing import Any, Mapping
 
 FULL = "full_attention"
@@ -41,7 +42,7 @@ class Llama3RopeScaling:
 class EncoderConfig:
     """Shapes and numerics of one encoder. Axis letters: D width, F MLP width, N query heads,
     K kv heads, H head dim, L blocks, V vocab."""
-    family: str                      # 'llama' | 'qwen2' | 'qwen3' | 'gemma3'
+    family: str                      # name of its record in families.FAMILIES
     vocab_size: int                  # V
     hidden_size: int                 # D
     intermediate_size: int           # F
@@ -68,8 +69,8 @@ class EncoderConfig:
     eos_token_id: int | tuple[int, ...] | None = None
 
     def __post_init__(self):
-        if self.family not in ("llama", "qwen2", "qwen3", "gemma3"):
-            raise ValueError(f"unknown encoder family {self.family!r}; use llama, qwen2, qwen3 or gemma3")
+        if not self.family:
+            raise ValueError("EncoderConfig needs the name of its family (see encoders.families)")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
         if self.head_dim % 2:
@@ -85,16 +86,6 @@ class EncoderConfig:
             if SLIDING in self.layer_types and not self.sliding_window:
                 raise ValueError("sliding_attention layers need a positive sliding_window")
 
-    # Family traits (derived, so they cannot disagree with `family`).
-    @property
-    def is_gemma(self) -> bool:
-        """Gemma numerics: (1 + w) RMSNorm, sandwich norms, sqrt(D) embedding scale."""
-        return self.family == "gemma3"
-
-    @property
-    def embed_scale(self) -> float | None:
-        return math.sqrt(self.hidden_size) if self.is_gemma else None
-
     @property
     def attn_scale(self) -> float:
         return (self.query_pre_attn_scalar or self.head_dim) ** -0.5
@@ -108,79 +99,11 @@ class EncoderConfig:
     def replace(self, **changes) -> "EncoderConfig":
         return dataclasses.replace(self, **changes)
 
-    # ------------------------------------------------------------------ conversion
-    @classmethod
-    def from_hf_config(cls, d: Mapping[str, Any]) -> "EncoderConfig":
-        """transformers config dict -> EncoderConfig, dispatching on `model_type`.
 
-        Raises ValueError on an unknown model_type or on any field that the family neither
-        handles nor lists as ignorable (the message names the fields).
-        """
-        from prefill_router.encoders import families  # late: family modules import this module
-        model_type = d.get("model_type")
-        family = families.family_for_model_type(model_type)
-        return family.config_from_hf(dict(d))
-
-    # ------------------------------------------------------------------ presets
-    @classmethod
-    def smollm2_135m(cls) -> "EncoderConfig":
-        """HuggingFaceTB/SmolLM2-135M(-Instruct): 134,515,008 parameters."""
-        return cls(family="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536, num_layers=30,
-                   num_heads=9, num_kv_heads=3, head_dim=64, rms_norm_eps=1e-5, rope_theta=100000.0,
-                   max_position_embeddings=8192, tie_word_embeddings=True, pad_token_id=2, bos_token_id=1,
-                   eos_token_id=2)
-
-    @classmethod
-    def llama32_1b(cls) -> "EncoderConfig":
-        """meta-llama/Llama-3.2-1B: llama3 RoPE scaling, tied embeddings."""
-        return cls(family="llama", vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_layers=16,
-                   num_heads=32, num_kv_heads=8, head_dim=64, rms_norm_eps=1e-5, rope_theta=500000.0,
-                   rope_scaling=Llama3RopeScaling(32.0, 1.0, 4.0, 8192), max_position_embeddings=131072,
-                   tie_word_embeddings=True, bos_token_id=128000, eos_token_id=128001)
-
-    @classmethod
-    def qwen25_05b(cls) -> "EncoderConfig":
-        """Qwen2.5(-Coder)-0.5B shape, untied head as in the Coder-Instruct GGUF: 630,167,424 parameters."""
-        return cls(family="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864, num_layers=24,
-                   num_heads=14, num_kv_heads=2, head_dim=64, rms_norm_eps=1e-6, rope_theta=1000000.0,
-                   max_position_embeddings=32768, tie_word_embeddings=False, attention_bias=True,
-                   pad_token_id=151643, bos_token_id=151643, eos_token_id=151645)
-
-    @classmethod
-    def qwen3_06b(cls) -> "EncoderConfig":
-        """Qwen/Qwen3-0.6B."""
-        return cls(family="qwen3", vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_layers=28,
-                   num_heads=16, num_kv_heads=8, head_dim=128, rms_norm_eps=1e-6, rope_theta=1000000.0,
-                   max_position_embeddings=40960, tie_word_embeddings=True, qk_norm=True,
-                   bos_token_id=151643, eos_token_id=151645)
-
-    @classmethod
-    def gemma3_270m(cls) -> "EncoderConfig":
-        """google/gemma-3-270m: 268,098,176 parameters; 5 sliding (window 512) : 1 global layers."""
-        return cls(family="gemma3", vocab_size=262144, hidden_size=640, intermediate_size=2048, num_layers=18,
-                   num_heads=4, num_kv_heads=1, head_dim=256, rms_norm_eps=1e-6, rope_theta=1000000.0,
-                   rope_local_theta=10000.0, max_position_embeddings=32768, tie_word_embeddings=True,
-                   qk_norm=True, sliding_window=512, layer_types=pattern_layer_types(18, 6),
-                   query_pre_attn_scalar=256.0, hidden_act="gelu_pytorch_tanh",
-                   pad_token_id=0, bos_token_id=2, eos_token_id=1)
-
-    @classmethod
-    def tiny(cls, family: str = "llama", **overrides) -> "EncoderConfig":
-        """A small config with odd/prime dims for tests; `overrides` replace any field."""
-        base = dict(family=family, vocab_size=61, hidden_size=44, intermediate_size=97, num_layers=3,
-                    num_heads=4, num_kv_heads=2, head_dim=10, rms_norm_eps=1e-6, rope_theta=10000.0,
-                    max_position_embeddings=128, tie_word_embeddings=True, pad_token_id=0, bos_token_id=1,
-                    eos_token_id=2)
-        if family == "qwen2":
-            base.update(attention_bias=True, tie_word_embeddings=False)
-        elif family == "qwen3":
-            base.update(qk_norm=True)
-        elif family == "gemma3":
-            base.update(qk_norm=True, rope_local_theta=1000.0, sliding_window=4,
-                        layer_types=(SLIDING, FULL, SLIDING), query_pre_attn_scalar=12.0,
-                        hidden_act="gelu_pytorch_tanh", final_logit_softcapping=30.0)
-        base.update(overrides)
-        return cls(**base)
+# A small config with odd/prime dims for tests; a family's `tiny` overrides adapt it (Family.tiny_config).
+TINY = dict(vocab_size=61, hidden_size=44, intermediate_size=97, num_layers=3, num_heads=4, num_kv_heads=2,
+            head_dim=10, rms_norm_eps=1e-6, rope_theta=10000.0, max_position_embeddings=128,
+            tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 
 def pattern_layer_types(num_layers: int, pattern: int) -> tuple[str, ...]:
@@ -252,17 +175,17 @@ DECODER_FIELDS = frozenset({
     "eos_token_id", "hidden_act", "hidden_activation"})
 
 
-def decoder_fields(d: Mapping[str, Any], family: str, what: str, *, tie_default: bool,
+def decoder_fields(d: Mapping[str, Any], what: str, *, tie_default: bool,
                    act_default: str = "silu") -> dict[str, Any]:
     """EncoderConfig kwargs common to all families (dims, norm eps, RoPE, ids, activation)."""
     n = int(require(d, "num_attention_heads", what))
     hidden = int(require(d, "hidden_size", what))
     act = d.get("hidden_activation") or d.get("hidden_act") or act_default
     if act != act_default:
-        raise ValueError(f"{what}: activation {act!r} unsupported for {family} (expected {act_default!r})")
+        raise ValueError(f"{what}: activation {act!r} unsupported (expected {act_default!r})")
     theta, scaling = rope_from_hf(d, what)
     return dict(
-        family=family, vocab_size=int(require(d, "vocab_size", what)), hidden_size=hidden,
+        vocab_size=int(require(d, "vocab_size", what)), hidden_size=hidden,
         intermediate_size=int(require(d, "intermediate_size", what)),
         num_layers=int(require(d, "num_hidden_layers", what)), num_heads=n,
         num_kv_heads=int(d.get("num_key_value_heads") or n),
@@ -272,6 +195,26 @@ def decoder_fields(d: Mapping[str, Any], family: str, what: str, *, tie_default:
         tie_word_embeddings=bool(d.get("tie_word_embeddings", tie_default)), hidden_act=act,
         pad_token_id=d.get("pad_token_id"), bos_token_id=d.get("bos_token_id"),
         eos_token_id=eos_tuple(d.get("eos_token_id")))
+
+
+def rope_to_hf(theta: float, scaling: Llama3RopeScaling | None) -> dict[str, Any]:
+    """transformers 5 `rope_parameters` of one RoPE table (read back by `rope_from_hf`)."""
+    if scaling is None:
+        return {"rope_type": "default", "rope_theta": theta}
+    return {"rope_type": "llama3", "rope_theta": theta, **dataclasses.asdict(scaling)}
+
+
+def decoder_hf_fields(cfg: EncoderConfig, act_key: str = "hidden_act") -> dict[str, Any]:
+    """The transformers fields `decoder_fields` reads, from `cfg` (transformers 5 names)."""
+    eos = list(cfg.eos_token_id) if isinstance(cfg.eos_token_id, tuple) else cfg.eos_token_id
+    return {"vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
+            "intermediate_size": cfg.intermediate_size, "num_hidden_layers": cfg.num_layers,
+            "num_attention_heads": cfg.num_heads, "num_key_value_heads": cfg.num_kv_heads,
+            "head_dim": cfg.head_dim, "rms_norm_eps": cfg.rms_norm_eps,
+            "rope_parameters": rope_to_hf(cfg.rope_theta, cfg.rope_scaling),
+            "max_position_embeddings": cfg.max_position_embeddings,
+            "tie_word_embeddings": cfg.tie_word_embeddings, act_key: cfg.hidden_act,
+            "pad_token_id": cfg.pad_token_id, "bos_token_id": cfg.bos_token_id, "eos_token_id": eos}
 
 
 def require_value(d: Mapping[str, Any], key: str, allowed: tuple, what: str) -> None:

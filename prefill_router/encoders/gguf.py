@@ -2,17 +2,18 @@
 
     hf_config, tensors, tok_meta = read_gguf(path)
 
+The family comes from ``general.architecture`` (``families.for_gguf_arch``); its record's ``gguf``
+(``family.GGUFArch``) supplies what differs per architecture.
+
 * ``hf_config``: the model fields of the config that transformers' GGUF loader builds (same keys
-  and values; bookkeeping like ``id2label`` is left out), e.g. ``model_type`` 'llama' | 'qwen2' |
-  'qwen3' | 'gemma3_text', sizes, ``rope_parameters``, ``rms_norm_eps``, ``tie_word_embeddings``
-  (true when the file has no ``output.weight``), special token ids, and for Gemma3 the
-  sliding-window layout (``layer_types``: every 6th layer global, as llama.cpp hard-codes).
+  and values; bookkeeping like ``id2label`` is left out): ``model_type`` (the family's first),
+  sizes, ``rope_parameters``, ``rms_norm_eps``, ``tie_word_embeddings`` (true when the file has no
+  ``output.weight``), special token ids, then the family's fields (``GGUFArch.hf_config``, e.g.
+  Gemma3's sliding-window layout: every 6th layer global, as llama.cpp hard-codes).
 * ``tensors``: ``{hf_name: np.ndarray float32}`` in HF layout (Linear weights [out, in],
-  embeddings [V, D]), dequantised with ``gguf.quants.dequantize``. Two converter conventions of
-  llama.cpp are undone so that the tensors equal an HF checkpoint's:
-    - llama arch: Q/K rows are permuted per head for interleaved-pair RoPE; they are permuted
-      back to HF's rotate-half layout: rows (h, j, p) -> (h, p, j) for h < heads, j < H/2, p < 2.
-    - gemma3: RMSNorm weights are stored as (1 + w) while HF computes x * (1 + w): 1 is subtracted.
+  embeddings [V, D]), dequantised with ``gguf.quants.dequantize``, then ``GGUFArch.fix_tensor``
+  undoes the family's llama.cpp converter conventions (llama: Q/K rows permuted per head;
+  gemma3: norms stored as 1 + w) so that the tensors equal an HF checkpoint's.
 * ``tok_meta``: every ``tokenizer.*`` field (tokens, merges, scores, token types, special ids,
   ``tokenizer.chat_template``), for :meth:`PromptTokenizer.from_gguf_metadata`.
 
@@ -26,26 +27,17 @@ import gguf
 import numpy as np
 from absl import logging
 
-# GGUF architecture -> HF model_type.
-_MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3": "gemma3_text"}
-# Per-block GGUF tensor name -> HF module path under model.layers.N (norm names differ per family).
-_BLOCK_COMMON = {
+from prefill_router.encoders import families
+from prefill_router.encoders.family import Family
+
+# Per-block GGUF tensor name -> HF module path under model.layers.N (the family adds its norms).
+BLOCK_COMMON = {
     "attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
     "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
     "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm",
     "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
 }
-_BLOCK_NORMS = {
-    "llama": {"ffn_norm": "post_attention_layernorm"},
-    "qwen2": {"ffn_norm": "post_attention_layernorm"},
-    "qwen3": {"ffn_norm": "post_attention_layernorm"},
-    "gemma3": {"post_attention_norm": "post_attention_layernorm",
-               "ffn_norm": "pre_feedforward_layernorm",
-               "post_ffw_norm": "post_feedforward_layernorm"},
-}
-_GLOBAL = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
-_GEMMA3_SLIDING_PATTERN = 6  # llama.cpp: every 6th Gemma3 layer attends globally
-_GEMMA3_LOCAL_ROPE_THETA = 10000.0
+GLOBAL = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
 
 
 def hf_tensor_name(gguf_name: str, arch: str) -> str | None:
@@ -53,18 +45,12 @@ def hf_tensor_name(gguf_name: str, arch: str) -> str | None:
     m = re.fullmatch(r"blk\.(\d+)\.(\w+)\.(weight|bias)", gguf_name)
     if m:
         block, kind, suffix = m.groups()
-        module = _BLOCK_COMMON.get(kind) or _BLOCK_NORMS[arch].get(kind)
+        module = BLOCK_COMMON.get(kind) or families.for_gguf_arch(arch).gguf.block_norms.get(kind)
         return None if module is None else f"model.layers.{block}.{module}.{suffix}"
     m = re.fullmatch(r"(\w+)\.(weight|bias)", gguf_name)
-    if m and m.group(1) in _GLOBAL:
-        return f"{_GLOBAL[m.group(1)]}.{m.group(2)}"
+    if m and m.group(1) in GLOBAL:
+        return f"{GLOBAL[m.group(1)]}.{m.group(2)}"
     return None
-
-
-def unpermute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """Undo llama.cpp's Q/K row permutation: [n_heads*H, ...] rows (h, j, p) -> (h, p, j)."""
-    half = w.shape[0] // n_heads // 2
-    return w.reshape(n_heads, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
 def _open(path: pathlib.Path) -> gguf.GGUFReader:
@@ -97,7 +83,9 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return {k: _value(f) for k, f in reader.fields.items()}
 
 
-def _hf_config(meta: dict, arch: str, tensor_names: set[str]) -> dict:
+def _hf_config(meta: dict, family: Family, tensor_names: set[str]) -> dict:
+    arch = family.gguf.arch
+
     def get(key, default=None, required=True):
         full = f"{arch}.{key}"
         if full in meta:
@@ -111,14 +99,13 @@ def _hf_config(meta: dict, arch: str, tensor_names: set[str]) -> dict:
         raise ValueError(f"GGUF rope scaling {scaling!r} ({arch}.rope.scaling.type) is not supported; "
                          "only unscaled RoPE is ported")
     heads = int(get("attention.head_count"))
-    hidden = int(get("embedding_length"))
     vocab = get("vocab_size", None, required=False)
     if vocab is None:
         vocab = len(meta["tokenizer.ggml.tokens"])
     cfg = {
-        "model_type": _MODEL_TYPES[arch],
+        "model_type": family.model_types[0],
         "vocab_size": int(vocab),
-        "hidden_size": hidden,
+        "hidden_size": int(get("embedding_length")),
         "intermediate_size": int(get("feed_forward_length")),
         "num_hidden_layers": int(get("block_count")),
         "num_attention_heads": heads,
@@ -127,44 +114,14 @@ def _hf_config(meta: dict, arch: str, tensor_names: set[str]) -> dict:
         "rms_norm_eps": float(get("attention.layer_norm_rms_epsilon")),
         "tie_word_embeddings": "output.weight" not in tensor_names,
         "attention_bias": "blk.0.attn_q.bias" in tensor_names,
+        "rope_parameters": {"rope_theta": float(get("rope.freq_base", 10000.0, required=False)),
+                            "rope_type": "default"},
     }
     for key, hf_key in (("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"),
                         ("padding_token_id", "pad_token_id")):
         if f"tokenizer.ggml.{key}" in meta:
             cfg[hf_key] = int(meta[f"tokenizer.ggml.{key}"])
-    theta = float(get("rope.freq_base", 10000.0, required=False))
-    if arch == "llama":
-        cfg["head_dim"] = int(get("rope.dimension_count", hidden // heads, required=False))
-        cfg.update(hidden_act="silu", mlp_bias=False,
-                   rope_parameters={"rope_theta": theta, "rope_type": "default"})
-    elif arch == "qwen2":
-        if not cfg["attention_bias"]:
-            raise ValueError("a qwen2 GGUF must have q/k/v biases (blk.0.attn_q.bias is missing)")
-        del cfg["attention_bias"]  # HF Qwen2 always has q/k/v biases and no such field
-        cfg.update(hidden_act="silu", use_sliding_window=False, sliding_window=None,
-                   layer_types=["full_attention"] * cfg["num_hidden_layers"],
-                   rope_parameters={"rope_theta": theta, "rope_type": "default"})
-    elif arch == "qwen3":
-        cfg["head_dim"] = int(get("attention.key_length", hidden // heads, required=False))
-        cfg.update(hidden_act="silu", use_sliding_window=False, sliding_window=None,
-                   layer_types=["full_attention"] * cfg["num_hidden_layers"],
-                   rope_parameters={"rope_theta": theta, "rope_type": "default"})
-    elif arch == "gemma3":
-        head_dim = int(get("attention.key_length", hidden // heads, required=False))
-        n = cfg["num_hidden_layers"]
-        cfg.update(
-                head_dim=head_dim, hidden_activation="gelu_pytorch_tanh",
-                query_pre_attn_scalar=head_dim,  # as llama.cpp (except its 27B special case)
-                sliding_window=int(get("attention.sliding_window")),
-                layer_types=["full_attention" if (i + 1) % _GEMMA3_SLIDING_PATTERN == 0
-                             else "sliding_attention" for i in range(n)],
-                rope_parameters={
-                        "sliding_attention": {"rope_type": "default",
-                                              "rope_theta": _GEMMA3_LOCAL_ROPE_THETA},
-                        "full_attention": {"rope_type": "default", "rope_theta": theta}},
-                final_logit_softcapping=None, attn_logit_softcapping=None,
-                use_bidirectional_attention=False)
-    return cfg
+    return family.gguf.hf_config(get, cfg)
 
 
 def _dequantize(tensor, path: pathlib.Path) -> np.ndarray:
@@ -190,23 +147,19 @@ def read_gguf(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray], dic
     reader = _open(path)
     meta = {k: _value(f) for k, f in reader.fields.items()}
     arch = meta.get("general.architecture")
-    if arch not in _MODEL_TYPES:
-        raise ValueError(f"{path}: GGUF architecture {arch!r} is not supported; supported: "
-                         f"{sorted(_MODEL_TYPES)}")
+    try:
+        family = families.for_gguf_arch(arch)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     names = {t.name for t in reader.tensors}
-    config = _hf_config(meta, arch, names)
+    config = _hf_config(meta, family, names)
     unmapped = sorted(n for n in names if hf_tensor_name(n, arch) is None)
     if unmapped:
         raise ValueError(f"{path}: GGUF tensors with no HF counterpart for arch {arch!r}: "
                          f"{unmapped[:10]}{' ...' if len(unmapped) > 10 else ''}")
     tensors = {}
     for t in reader.tensors:
-        w = _dequantize(t, path)
-        if arch == "llama" and re.search(r"\.attn_[qk]\.", t.name):
-            n = config["num_attention_heads"] if ".attn_q." in t.name else config["num_key_value_heads"]
-            w = unpermute_qk(w, n)
-        if arch == "gemma3" and t.name.endswith("norm.weight"):
-            w = w - np.float32(1.0)
+        w = family.gguf.fix_tensor(t.name, _dequantize(t, path), config)
         tensors[hf_tensor_name(t.name, arch)] = w
     tok_meta = {k: v for k, v in meta.items() if k.startswith("tokenizer.")}
     logging.info("read %s: %s, %d tensors, %.1f M params", path.name, config["model_type"],

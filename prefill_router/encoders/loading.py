@@ -2,11 +2,12 @@
 
     build_model(hf_config, tensors, dtype)   config dict + {hf_name: array} -> Encoder
     load_hf_dir(path, dtype)                 config.json + model.safetensors (or a sharded index)
-    random_model(family, seed, **overrides)  EncoderConfig.tiny(family, **overrides), random init
+    random_model(family, seed, **overrides)  the family's tiny_config(**overrides), random init
 
-Loading builds the abstract model with `nnx.eval_shape` (no allocation), maps tensors with the
-family's declarative key map (`keymap.fill_params`: every leaf filled, every tensor used or ignored),
-then materialises the parameters in `dtype`. Only numpy and safetensors are needed at runtime.
+Loading finds the family record by `model_type` (`families`), converts the config with it, builds
+the abstract model with `nnx.eval_shape` (no allocation), maps tensors with the family's declarative
+key map (`keymap.fill_params`: every leaf filled, every tensor used or ignored), then materialises
+the parameters in `dtype`. Only numpy and safetensors are needed at runtime.
 
 Tied embeddings: with `tie_word_embeddings`, `lm_head.weight` is not a parameter; if it is present
 next to `model.embed_tokens.weight` it must be equal (then it is ignored), and if it is the only copy
@@ -32,8 +33,9 @@ _EMBED, _HEAD = "model.embed_tokens.weight", "lm_head.weight"
 
 
 def abstract_model(config: EncoderConfig, dtype=jnp.float32) -> Encoder:
-    """The model with ShapeDtypeStruct leaves (nothing allocated)."""
-    return nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0), dtype=dtype))
+    """The model with ShapeDtypeStruct leaves (nothing allocated), with its family's forward."""
+    modeling = families.get(config.family).modeling
+    return nnx.eval_shape(lambda: Encoder(config, modeling, rngs=nnx.Rngs(0), dtype=dtype))
 
 
 def count_params(model: nnx.Module) -> int:
@@ -60,8 +62,8 @@ def build_model(hf_config: Mapping, tensors: Mapping[str, np.ndarray], dtype=jnp
 
     Raises ValueError naming every unhandled config field, unexpected/missing tensor, shape mismatch.
     """
-    config = EncoderConfig.from_hf_config(hf_config)
-    family = families.family_registry(config.family)
+    family = families.for_model_type(hf_config.get("model_type"))
+    config = family.config_from_hf(hf_config)
     renamed: dict[str, np.ndarray] = {}
     for name, x in tensors.items():
         new = family.rename_key(name)
@@ -73,7 +75,7 @@ def build_model(hf_config: Mapping, tensors: Mapping[str, np.ndarray], dtype=jnp
     graphdef, abstract_state = nnx.split(abstract_model(config, dtype))
     flat = traverse_util.flatten_dict(nnx.to_pure_dict(abstract_state))
     targets = {path: (tuple(leaf.shape), path[0] == "blocks") for path, leaf in flat.items()}
-    arrays = keymap.fill_params(family.KEY_MAP, family.IGNORED_KEYS, renamed, targets,
+    arrays = keymap.fill_params(family.key_map, family.ignored_keys, renamed, targets,
                                 f"{config.family} weights")
     pure = traverse_util.unflatten_dict({p: jnp.asarray(a, dtype) for p, a in arrays.items()})
     nnx.replace_by_pure_dict(abstract_state, pure)
@@ -132,13 +134,13 @@ def load_hf_dir(path: str | os.PathLike, dtype=jnp.float32) -> Encoder:
 
 
 def random_model(family: str, seed: int = 0, dtype=jnp.float32, **config_overrides) -> Encoder:
-    """A tiny random Encoder (`EncoderConfig.tiny(family, **config_overrides)`) for tests/runlocal.
+    """A tiny random Encoder (`families.get(family).tiny_config(**config_overrides)`) for tests/runlocal.
 
     Drawn on the host with numpy (fast, no per-shape compiles): embedding ~ N(0, 1), matrices
-    ~ N(0, 1/fan_in), biases ~ N(0, 0.02^2), norm weights = 1 (Gemma: 0) + N(0, 0.1^2).
+    ~ N(0, 1/fan_in), biases ~ N(0, 0.02^2), norm weights = 1 (unit-offset norms: 0) + N(0, 0.1^2).
     """
-    families.family_registry(family)
-    config = EncoderConfig.tiny(family, **config_overrides)
+    fam = families.get(family)
+    config = fam.tiny_config(**config_overrides)
     graphdef, abstract_state = nnx.split(abstract_model(config, dtype))
     rng = np.random.default_rng(seed)
     d, nh = config.hidden_size, config.num_heads * config.head_dim
@@ -147,7 +149,7 @@ def random_model(family: str, seed: int = 0, dtype=jnp.float32, **config_overrid
         name, shape = path[-1], tuple(leaf.shape)
         x = rng.standard_normal(shape, dtype=np.float32)
         if "norm" in name:
-            x = (0.0 if config.is_gemma else 1.0) + 0.1 * x
+            x = (0.0 if fam.modeling.unit_offset_norm else 1.0) + 0.1 * x
         elif name.endswith("bias"):
             x = 0.02 * x
         elif name != "embed":

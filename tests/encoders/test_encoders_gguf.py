@@ -6,6 +6,7 @@ import pytest
 
 from prefill_router import assets
 from prefill_router.encoders import gguf as gguf_io
+from prefill_router.encoders.llama.params import unpermute_qk
 from prefill_router.encoders.registry import ENCODERS
 
 V, D, F, NH, NKV, H, L = 32, 32, 24, 4, 2, 8, 2  # D multiple of 32: Q8_0 rows
@@ -46,7 +47,7 @@ def _hf_tensors(arch, rng):
     return {k: v.astype(np.float32) for k, v in t.items()}
 
 
-_TO_GGUF = {v: k for k, v in {**gguf_io._BLOCK_COMMON, "ffn_norm": "post_attention_layernorm"}.items()}
+_TO_GGUF = {v: k for k, v in {**gguf_io.BLOCK_COMMON, "ffn_norm": "post_attention_layernorm"}.items()}
 _TO_GGUF_GEMMA = {**_TO_GGUF, "post_attention_layernorm": "post_attention_norm",
                   "pre_feedforward_layernorm": "ffn_norm", "post_feedforward_layernorm": "post_ffw_norm"}
 
@@ -133,7 +134,7 @@ def test_unpermute_inverts_llama_cpp_permutation():
     w = np.arange(3 * 8 * 2).reshape(3 * 8, 2)
     p = _permute_like_llama_cpp(w, 3)
     assert not np.array_equal(p, w)
-    np.testing.assert_array_equal(gguf_io.unpermute_qk(p, 3), w)
+    np.testing.assert_array_equal(unpermute_qk(p, 3), w)
     # the row of head h, rotate-half index j (first half) comes from interleaved position 2j
     np.testing.assert_array_equal(p.reshape(3, 4, 2, 2)[:, :, 0], w.reshape(3, 2, 4, 2)[:, 0])
 

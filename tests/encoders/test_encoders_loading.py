@@ -1,6 +1,7 @@
-"""Weight loading and config conversion without torch: round trip through HF names, every-key
-accounting (missing / extra / misshapen tensors named), tied-embedding rules, config whitelists,
-HF directory reading (single, sharded, bf16, truncated, missing files)."""
+"""Weight loading and config conversion without torch: round trip through HF names (`to_hf_config` and the
+`hf_tensors_of` fixture, both checked against transformers in test_encoders_parity.py), every-key accounting
+(missing / extra / misshapen tensors named), tied-embedding rules, config whitelists, HF directory reading
+(single, sharded, bf16, truncated, missing files)."""
 import json
 import re
 
@@ -10,75 +11,19 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from prefill_router.encoders import (EncoderConfig, build_model, family_registry, load_hf_dir, random_model,
-                                     read_safetensors)
-from prefill_router.encoders.keymap import Transform
+from prefill_router.encoders import (FAMILIES, build_model, config_from_hf, load_hf_dir, preset_config, random_model,
+                                     read_safetensors, to_hf_config)
 
 IDS = np.array([[5, 9, 11, 3, 7, 0], [0, 0, 4, 8, 6, 2]], np.int32)
 MASK = np.array([[1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]], np.int32)
 
 
-def hf_config_of(cfg: EncoderConfig) -> dict:
-    """A transformers-style config dict for a tiny EncoderConfig (test helper)."""
-    d = dict(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-             num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-             num_key_value_heads=cfg.num_kv_heads, head_dim=cfg.head_dim, rms_norm_eps=cfg.rms_norm_eps,
-             max_position_embeddings=cfg.max_position_embeddings, tie_word_embeddings=cfg.tie_word_embeddings,
-             bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id,
-             rope_theta=cfg.rope_theta, rope_scaling=None, torch_dtype="float32", architectures=["X"])
-    if cfg.family == "llama":
-        d.update(model_type="llama", attention_bias=cfg.attention_bias, mlp_bias=False, hidden_act="silu")
-    elif cfg.family == "qwen2":
-        d.update(model_type="qwen2", use_sliding_window=False, sliding_window=4096, max_window_layers=3,
-                 hidden_act="silu")
-        d.pop("head_dim")
-        assert cfg.hidden_size == cfg.num_heads * cfg.head_dim
-    elif cfg.family == "qwen3":
-        d.update(model_type="qwen3", attention_bias=False, use_sliding_window=False, hidden_act="silu")
-    else:
-        d.update(model_type="gemma3_text", hidden_activation="gelu_pytorch_tanh", rope_local_base_freq=cfg.rope_local_theta,
-                 sliding_window=cfg.sliding_window, layer_types=list(cfg.layer_types),
-                 query_pre_attn_scalar=cfg.query_pre_attn_scalar,
-                 final_logit_softcapping=cfg.final_logit_softcapping, attn_logit_softcapping=None)
-    return d
-
-
-def hf_tensors_of(model) -> dict[str, np.ndarray]:
-    """Invert the family key map: our parameters -> transformers-named tensors (test helper)."""
-    family = family_registry(model.config.family)
-    params = {"embed": model.embed[...], "final_norm": model.final_norm[...]}
-    if model.lm_head is not None:
-        params["lm_head"] = model.lm_head[...]
-    blocks = model.blocks.arrays()
-    out = {}
-    for rule in family.KEY_MAP:
-        if rule.target[0] == "blocks":
-            if rule.target[1] not in blocks:
-                continue
-            stacked = np.asarray(blocks[rule.target[1]])
-            layers = [(str(i), stacked[i]) for i in range(stacked.shape[0])]
-        elif rule.target[0] in params:
-            layers = [(None, np.asarray(params[rule.target[0]]))]
-        else:
-            continue
-        for idx, x in layers:
-            if rule.transform is Transform.LINEAR:
-                x = x.reshape(x.shape[0], -1).T
-            elif rule.transform is Transform.ATTN_O:
-                x = x.reshape(-1, x.shape[-1]).T
-            elif rule.transform is Transform.RESHAPE:
-                x = x.reshape(-1)
-            name = rule.pattern.replace(r"(\d+)", idx or "").replace("\\", "")
-            out[name] = np.ascontiguousarray(x)
-    return out
-
-
 @pytest.mark.parametrize("family,overrides", [
     ("llama", {}), ("llama", dict(tie_word_embeddings=False, num_kv_heads=1)),
     ("qwen2", dict(hidden_size=40)), ("qwen3", {}), ("gemma3", dict(tie_word_embeddings=False))])
-def test_round_trip_through_hf_names(family, overrides):
+def test_round_trip_through_hf_names(family, overrides, hf_tensors_of):
     model = random_model(family, seed=3, **overrides)
-    loaded = build_model(hf_config_of(model.config), hf_tensors_of(model))
+    loaded = build_model(to_hf_config(model.config), hf_tensors_of(model))
     assert loaded.config == model.config
     a, b = model(IDS, MASK, return_logits=True), loaded(IDS, MASK, return_logits=True)
     np.testing.assert_array_equal(np.asarray(a.last), np.asarray(b.last))
@@ -86,9 +31,10 @@ def test_round_trip_through_hf_names(family, overrides):
 
 
 @pytest.fixture(scope="module")
-def tiny_llama():
+def tiny_llama(hf_tensors_of):
     model = random_model("llama", seed=1)
-    return model, hf_config_of(model.config), hf_tensors_of(model)
+    bookkeeping = dict(torch_dtype="float32", architectures=["LlamaForCausalLM"])  # COMMON_IGNORED fields
+    return model, dict(to_hf_config(model.config), **bookkeeping), hf_tensors_of(model)
 
 
 def test_missing_extra_and_misshapen_tensors_are_all_named(tiny_llama):
@@ -139,22 +85,22 @@ def test_unknown_config_field_raises(tiny_llama):
     with pytest.raises(ValueError, match=r"\['fancy_new_attention'\]"):
         build_model(dict(cfg, fancy_new_attention=True), tensors)
     with pytest.raises(ValueError, match="unsupported model_type 'gpt2'"):
-        EncoderConfig.from_hf_config(dict(cfg, model_type="gpt2"))
+        config_from_hf(dict(cfg, model_type="gpt2"))
     with pytest.raises(ValueError, match="mlp_bias=True is not supported"):
-        EncoderConfig.from_hf_config(dict(cfg, mlp_bias=True))
+        config_from_hf(dict(cfg, mlp_bias=True))
     with pytest.raises(ValueError, match="sliding_window=4096 is not supported"):
-        EncoderConfig.from_hf_config(dict(cfg, model_type="mistral", sliding_window=4096))
+        config_from_hf(dict(cfg, model_type="mistral", sliding_window=4096))
 
 
 @pytest.mark.parametrize("scaling", [{"rope_type": "linear", "factor": 2.0}, {"type": "yarn", "factor": 4.0},
                                      {"rope_type": "dynamic", "factor": 2.0}])
 def test_unsupported_rope_scaling_raises(tiny_llama, scaling):
     _, cfg, _ = tiny_llama
+    old_style = {k: v for k, v in cfg.items() if k != "rope_parameters"}
     with pytest.raises(ValueError, match="is not supported"):
-        EncoderConfig.from_hf_config(dict(cfg, rope_scaling=scaling))
-    new_style = {k: v for k, v in cfg.items() if k not in ("rope_theta", "rope_scaling")}
+        config_from_hf(dict(old_style, rope_theta=1e4, rope_scaling=scaling))
     with pytest.raises(ValueError, match="is not supported"):
-        EncoderConfig.from_hf_config(dict(new_style, rope_parameters=dict(scaling, rope_theta=1e4)))
+        config_from_hf(dict(cfg, rope_parameters=dict(scaling, rope_theta=1e4)))
 
 
 def test_llama3_scaling_both_styles_agree():
@@ -164,20 +110,23 @@ def test_llama3_scaling_both_styles_agree():
                                                   "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})
     new = {k: v for k, v in old.items() if k not in ("rope_theta", "rope_scaling")}
     new["rope_parameters"] = dict(old["rope_scaling"], rope_theta=500000.0)
-    a, b = EncoderConfig.from_hf_config(old), EncoderConfig.from_hf_config(new)
+    a, b = config_from_hf(old), config_from_hf(new)
     assert a == b and a.rope_scaling.factor == 32.0 and a.rope_theta == 500000.0
 
 
-def test_gemma3_configs():
+def test_gemma3_configs(hf_tensors_of):
     model = random_model("gemma3")
-    d = hf_config_of(model.config)
-    assert EncoderConfig.from_hf_config(d) == model.config
-    # Older configs give the pattern instead of layer_types: every 2nd block global.
-    by_pattern = dict({k: v for k, v in d.items() if k != "layer_types"}, sliding_window_pattern=2)
-    assert EncoderConfig.from_hf_config(by_pattern).layer_types == (
-        "sliding_attention", "full_attention", "sliding_attention")
+    d = to_hf_config(model.config)
+    assert config_from_hf(d) == model.config
+    # transformers<5 style: theta fields instead of rope_parameters, the pattern instead of layer_types.
+    old = {k: v for k, v in d.items() if k not in ("layer_types", "rope_parameters")}
+    by_pattern = dict(old, sliding_window_pattern=2, rope_theta=model.config.rope_theta,
+                      rope_local_base_freq=model.config.rope_local_theta)
+    assert config_from_hf(by_pattern) == model.config  # every 2nd block global: (sliding, full, sliding)
+    assert config_from_hf(dict(by_pattern, sliding_window_pattern=3)).layer_types == (
+        "sliding_attention", "sliding_attention", "full_attention")
     with pytest.raises(ValueError, match="attn_logit_softcapping=50.0 is not supported"):
-        EncoderConfig.from_hf_config(dict(d, attn_logit_softcapping=50.0))
+        config_from_hf(dict(d, attn_logit_softcapping=50.0))
     # Multimodal wrapper: text part only, nested tensor names, vision tensors ignored.
     wrapper = {"model_type": "gemma3", "text_config": d, "vision_config": {"hidden_size": 8},
                "mm_tokens_per_image": 256, "architectures": ["Gemma3ForConditionalGeneration"]}

@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from prefill_router.encoders import EncoderConfig, abstract_model, count_params, encode, random_model
+from prefill_router.encoders import abstract_model, count_params, encode, preset_config, random_model
 
 IDS = np.array([[5, 9, 11, 3, 7, 0, 0], [0, 0, 4, 8, 6, 2, 9]], np.int32)
 MASK = np.array([[1, 1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1, 1]], np.int32)
@@ -17,7 +17,7 @@ MASK = np.array([[1, 1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1, 1]], np.int32)
                                           ("qwen25_05b", 630_167_424), ("qwen3_06b", 596_049_920),
                                           ("llama32_1b", 1_235_814_400)])
 def test_preset_parameter_counts_without_allocation(preset, count):
-    model = abstract_model(getattr(EncoderConfig, preset)())
+    model = abstract_model(preset_config(preset))
     assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(nnx.state(model)))
     assert count_params(model) == count
 

@@ -9,6 +9,10 @@ final-normed states and the logits. transformers gets
 the same positions (cumsum(mask) - 1) that the port derives from the mask. The reference pre-norm
 states come from forward hooks on the decoder layers (transformers' `hidden_states[L]` is after the
 final norm; `hidden_states[0]` is checked to equal our layer 0).
+
+The other direction, per registered family: our tiny random model written out with `to_hf_config` and
+the `hf_tensors_of` fixture is read by transformers' own config class and strict state-dict loading, and
+computes the same states; this validates the inputs of the torch-free round trip in test_encoders_loading.
 """
 import jax
 import numpy as np
@@ -17,7 +21,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from prefill_router.encoders import EncoderConfig, base, load_hf_dir  # noqa: E402
+from prefill_router.encoders import (FAMILIES, EncoderConfig, base, config_from_hf, load_hf_dir,  # noqa: E402
+                                     random_model, to_hf_config)
 
 ATOL = 1e-5
 LENGTHS = (9, 5, 2)   # B = 3, T = 9
@@ -145,7 +150,7 @@ def test_every_layer_matches_transformers(case, padding, attention_block):
     np.testing.assert_allclose(np.asarray(out.final_hidden)[real], post[real], atol=ATOL, rtol=0)
     np.testing.assert_allclose(np.asarray(model.final_norm_apply(out.last[-1])), _pool(post[None], mask)[0][0],
                                atol=ATOL, rtol=0)
-    np.testing.assert_allclose(np.asarray(out.logits)[real], logits[real], atol=ATOL, rtol=0)
+    np.testing.assert_allclose(np.asarray(out.logits)[real], logits[real], atol=ATOL, rtol=1e-5)  # |logits| ~ 20
 
 
 def test_left_equals_right_padding_and_alone(case):
@@ -170,3 +175,23 @@ def test_config_roundtrip_matches_hf_fields(case):
     assert (cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.vocab_size) == (
         hc.num_hidden_layers, hc.hidden_size, hc.num_attention_heads, hc.num_key_value_heads, hc.vocab_size)
     assert cfg.tie_word_embeddings == bool(hc.tie_word_embeddings)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_to_hf_config_and_tensors_are_a_transformers_model(family, hf_tensors_of):
+    model = random_model(family, seed=4, vocab_size=61)
+    hf_config = transformers.AutoConfig.for_model(**to_hf_config(model.config))
+    assert config_from_hf(hf_config.to_dict()) == model.config
+    hf_config._attn_implementation = "eager"
+    hf_model = transformers.AutoModelForCausalLM.from_config(hf_config).eval()
+    state = {k: torch.tensor(v) for k, v in hf_tensors_of(model).items()}
+    missing, unexpected = hf_model.load_state_dict(state, strict=False)
+    assert unexpected == [] and set(missing) <= ({"lm_head.weight"} if model.config.tie_word_embeddings else set())
+    ids, mask = _batch("left")
+    pre, _, logits = _hf_forward(hf_model, ids, mask)
+    out = model(ids, mask, return_hidden=True, return_logits=True)
+    real = mask.astype(bool)
+    for layer in range(pre.shape[0]):
+        np.testing.assert_allclose(np.asarray(out.hidden[layer])[real], pre[layer][real], atol=ATOL, rtol=0,
+                                   err_msg=f"{family}: layer {layer}")
+    np.testing.assert_allclose(np.asarray(out.logits)[real], logits[real], atol=ATOL, rtol=1e-5)  # |logits| ~ 20
