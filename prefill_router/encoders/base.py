@@ -254,13 +254,20 @@ class Encoder(nnx.Module):
         self.lm_head = None if cfg.tie_word_embeddings else nnx.Param(
             _init("normal", rngs.params(), (cfg.hidden_size, cfg.vocab_size), dtype))
 
-    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, *, return_hidden: bool = False,
-                 return_logits: bool = False, return_final_hidden: bool = False) -> EncoderOutput:
-        """input_ids, attention_mask [B, T] int -> EncoderOutput (pooled [L+1, B, D] per layer)."""
+    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, *, positions: jax.Array | None = None,
+                 segment_ids: jax.Array | None = None, return_hidden: bool = False, return_logits: bool = False,
+                 return_final_hidden: bool = False) -> EncoderOutput:
+        """input_ids, attention_mask [B, T] int -> EncoderOutput (pooled [L+1, B, D] per layer).
+
+        Packed sequences (e.g. a shared prefix then several continuations in one row): `positions` [B, T]
+        int replaces clip(cumsum(mask) - 1, 0) for RoPE and the sliding window (t - s becomes p_t - p_s);
+        with `segment_ids` [B, T] int, key s is visible to query t iff also seg_s = 0 or seg_s = seg_t.
+        Pooling still runs over the whole mask."""
         cfg = self.config
         b, t = input_ids.shape
-        if attention_mask.shape != (b, t):
-            raise ValueError(f"attention_mask shape {attention_mask.shape} != input_ids shape {(b, t)}")
+        for name, x in (("attention_mask", attention_mask), ("positions", positions), ("segment_ids", segment_ids)):
+            if x is not None and x.shape != (b, t):
+                raise ValueError(f"{name} shape {x.shape} != input_ids shape {(b, t)}")
         if t > cfg.max_position_embeddings:
             raise ValueError(f"sequence length {t} exceeds max_position_embeddings="
                              f"{cfg.max_position_embeddings}; truncate the prompts")
@@ -268,7 +275,8 @@ class Encoder(nnx.Module):
             raise ValueError("every row of attention_mask needs at least one real token (mask = 1)")
         params = dict(embed=self.embed[...], blocks=self.blocks.arrays(), final_norm=self.final_norm[...],
                       lm_head=None if self.lm_head is None else self.lm_head[...])
-        return _forward(params, jnp.asarray(input_ids), jnp.asarray(attention_mask), cfg=cfg,
+        packing = tuple(None if x is None else jnp.asarray(x) for x in (positions, segment_ids))
+        return _forward(params, jnp.asarray(input_ids), jnp.asarray(attention_mask), *packing, cfg=cfg,
                         modeling=self.modeling, dtype=self.dtype,
                         return_hidden=return_hidden, return_logits=return_logits,
                         return_final_hidden=return_final_hidden)
@@ -299,9 +307,9 @@ def unembed(cfg: EncoderConfig, embed: jax.Array, lm_head: jax.Array | None, h: 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "modeling", "dtype", "return_hidden", "return_logits",
                                               "return_final_hidden"))
-def _forward(params: dict, input_ids: jax.Array, attention_mask: jax.Array, *, cfg: EncoderConfig,
-             modeling: Modeling, dtype, return_hidden: bool, return_logits: bool,
-             return_final_hidden: bool) -> EncoderOutput:
+def _forward(params: dict, input_ids: jax.Array, attention_mask: jax.Array, positions: jax.Array | None,
+             segment_ids: jax.Array | None, *, cfg: EncoderConfig, modeling: Modeling, dtype, return_hidden: bool,
+             return_logits: bool, return_final_hidden: bool) -> EncoderOutput:
     """The forward on a parameter dict; jitted per (config, modeling, dtype, flags, shapes), so eager
     calls of the module compile once and calls under an outer jit inline it."""
     b, t = input_ids.shape
@@ -309,7 +317,9 @@ def _forward(params: dict, input_ids: jax.Array, attention_mask: jax.Array, *, c
     maskf = mask.astype(jnp.float32)
     count = jnp.maximum(maskf.sum(-1, keepdims=True), 1.0)
     last_idx = t - 1 - jnp.argmax(mask[:, ::-1], axis=-1)
-    positions = jnp.clip(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
+    packed = positions is not None
+    if not packed:
+        positions = jnp.clip(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
 
     x = params["embed"][input_ids].astype(dtype)
     if modeling.scale_embedding:
@@ -318,11 +328,16 @@ def _forward(params: dict, input_ids: jax.Array, attention_mask: jax.Array, *, c
     idx = jnp.arange(t)
     causal = idx[None, :] <= idx[:, None]                       # [T, S]
     allowed_full = causal[None] & mask[:, None, :]               # [B, T, S]
+    if segment_ids is not None:
+        seg_k = segment_ids[:, None, :]
+        allowed_full &= (seg_k == 0) | (seg_k == segment_ids[:, :, None])
     rope_full = rope_tables(positions, rope_inv_freq(cfg, cfg.rope_theta))
     sliding = np.asarray(cfg.sliding_layers)
     if sliding.any():
-        window = (idx[:, None] - idx[None, :]) < cfg.sliding_window
-        allowed_local = allowed_full & window[None]
+        if packed:
+            allowed_local = allowed_full & ((positions[:, :, None] - positions[:, None, :]) < cfg.sliding_window)
+        else:
+            allowed_local = allowed_full & ((idx[:, None] - idx[None, :]) < cfg.sliding_window)[None]
         rope_local = rope_tables(positions, rope_inv_freq(cfg, cfg.rope_local_theta or cfg.rope_theta))
     else:
         allowed_local, rope_local = None, None

@@ -117,3 +117,25 @@ def test_blocked_causal_attention_equals_dense(padding, window, block):
     want = np.einsum("bnts,bsnh->btnh", p / p.sum(-1, keepdims=True), np.repeat(np.asarray(v), n // kv, axis=2))
     real = mask.astype(bool)
     np.testing.assert_allclose(np.asarray(blocked)[real], want[real], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_packed_continuations_equal_separate_rows(family):
+    """A prefix (segment 0) and two continuations (segments 1, 2, positions restarting after the prefix) in one
+    row give each continuation the states it has after the prefix alone (gemma3: window 4 < lengths, by position)."""
+    model = random_model(family, seed=6)
+    prefix, cont = [5, 9, 11, 3, 7], ([4, 8, 6], [2, 9, 10, 12])
+    ids = np.array([prefix + cont[0] + cont[1] + [0]], np.int32)
+    mask = np.array([[1] * 12 + [0]], np.int32)
+    seg = np.array([[0] * 5 + [1] * 3 + [2] * 4 + [0]], np.int32)
+    pos = np.array([list(range(5)) + [5, 6, 7] + [5, 6, 7, 8] + [0]], np.int32)
+    packed = np.asarray(model(ids, mask, positions=pos, segment_ids=seg, return_hidden=True).hidden)
+    for c, start in zip(cont, (5, 8)):
+        alone = np.asarray(model(np.array([prefix + c], np.int32), np.ones((1, 5 + len(c)), np.int32),
+                                 return_hidden=True).hidden)
+        np.testing.assert_allclose(packed[:, 0, :5], alone[:, 0, :5], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(packed[:, 0, start:start + len(c)], alone[:, 0, 5:], atol=1e-5, rtol=0)
+    unpacked = np.asarray(model(ids, mask, return_hidden=True).hidden)   # segments matter: the check can fail
+    assert np.abs(unpacked[:, 0, 8:12] - packed[:, 0, 8:12]).max() > 1e-2
+    with pytest.raises(ValueError, match="segment_ids shape"):
+        model(ids, mask, segment_ids=seg[:, :5])
