@@ -12,11 +12,11 @@ import dataclasses
 
 import numpy as np
 
-from prefill_router import checkpointing, paths
+from prefill_router import paths
 from prefill_router.data import costs as costs_lib
 from prefill_router.encoders import registry
 from prefill_router.features.extract import extract_features
-from prefill_router.router import policies
+from prefill_router.router import checkpoint, policies
 
 
 @dataclasses.dataclass
@@ -26,7 +26,7 @@ class RouterPredictor:
 
     @classmethod
     def load(cls, checkpoint_dir, cache_dir=None) -> "RouterPredictor":
-        return cls(checkpointing.load_router(checkpoint_dir), cache_dir)
+        return cls(checkpoint.load_router(checkpoint_dir), cache_dir)
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -36,6 +36,9 @@ class RouterPredictor:
         """(encoder, layer, pooling) -> [N, D] for every source the router's blocks read."""
         if not prompts:
             raise ValueError("no prompts to route")
+        blank = [i for i, p in enumerate(prompts) if not str(p).strip()]
+        if blank:
+            raise ValueError(f"prompt {blank[0]} (of {len(prompts)}) is empty or whitespace; give the text to route")
         extract = dict(self.bundle.extra.get("extract", {}))
         sources = {s for b in self.bundle.blocks for s in b.sources}
         out = {}

@@ -6,10 +6,10 @@
     choice = route_tolerance(P, prices_in, tol=0.2)
     bundle = RouterBundle(targets, specs, transforms, ens, prices=...); save_router(dir, bundle)
 """
-from prefill_router.checkpointing import load_router, save_router
 from prefill_router.router.blocks import (BlockSpec, FeatureSource, FittedTransform, SharedBlockSpec, apply_design,
                                           build_design, fit_transform)
-from prefill_router.router.ensemble import Ensemble, RouterBundle, TrainReport
+from prefill_router.router.checkpoint import load_router, save_router, verify_router
+from prefill_router.router.ensemble import Ensemble, RouterBundle, TrainReport, prompt_hashes, split_record
 from prefill_router.router.model import SharedTrunkNet, TrunkConfig, apply, init_params, masked_bce
 from prefill_router.router.policies import (apply_fallback, mean_cost, normalised_costs, route_argmax, route_budget,
                                             route_tolerance, route_utility, tolerance_grid)
@@ -23,5 +23,5 @@ __all__ = [
     "init_params", "masked_bce", "apply_fallback", "mean_cost", "normalised_costs", "route_argmax", "route_budget",
     "route_tolerance", "route_utility", "tolerance_grid", "TrainConfig", "train_ensemble", "train_ensembles",
     "train_seeds_sequential",
-    "save_router", "load_router",
+    "save_router", "load_router", "verify_router", "prompt_hashes", "split_record",
 ]

@@ -5,12 +5,13 @@ Axis letters: N rows, K targets, S ensemble members (kept seeds), d_in trunk inp
 ``Ensemble.predict(X) = mean_s sigmoid(trunk_s(X))`` — probabilities are averaged, not logits (method.md §5).
 A ``RouterBundle`` adds everything needed to route new prompts without the training data: target names,
 prices, cost table, block specs + fitted transforms, encoder specs, configs, versions.
-Save/load with ``prefill_router.checkpointing.save_router`` / ``load_router``.
+Save/load with ``prefill_router.router.checkpoint.save_router`` / ``load_router``.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -120,7 +121,8 @@ class RouterBundle:
     prices: target -> ($/M input tokens, $/M output tokens); cost_table: target -> stats such as
     {'output_tokens_median', 'output_tokens_mean', 'output_tokens_p25', 'output_tokens_p75'};
     encoders: encoder name -> identity dict (registry name, revision, weights sha256, template policy);
-    train_config: the TrainConfig as a dict; extra: free JSON metadata.
+    train_config: the TrainConfig as a dict; train_split: which prompts trained it
+    (``split_record``: seed, number of rows, prompt hashes; ``trained_on`` reads it); extra: free JSON metadata.
     """
 
     targets: tuple[str, ...]
@@ -131,6 +133,7 @@ class RouterBundle:
     cost_table: dict = dataclasses.field(default_factory=dict)
     encoders: dict = dataclasses.field(default_factory=dict)
     train_config: dict = dataclasses.field(default_factory=dict)
+    train_split: dict = dataclasses.field(default_factory=dict)
     extra: dict = dataclasses.field(default_factory=dict)
     package_version: str = prefill_router.__version__
 
@@ -154,6 +157,11 @@ class RouterBundle:
             if used - set(self.encoders):
                 raise ValueError(f"blocks read encoders {sorted(used - set(self.encoders))} missing from `encoders`")
 
+    def trained_on(self, prompts: Sequence[str]) -> np.ndarray:
+        """[N] bool: True where a prompt was among the training rows recorded in ``train_split``."""
+        seen = set(self.train_split.get("prompt_hashes", ()))
+        return np.array([h in seen for h in prompt_hashes(prompts)], bool)
+
     def features(self, features_lookup: blocks_lib.FeaturesLookup) -> np.ndarray:
         """Trunk input X [N, d_in] from raw pooled features (see blocks.lookup_source for the lookup)."""
         return blocks_lib.apply_design(features_lookup, self.blocks, self.transforms)
@@ -174,50 +182,11 @@ class RouterBundle:
         return n_in * p_in + (out_tok * p_out)[None, :]
 
 
-# ---------------------------------------------------------------------------------------------------------
-# (De)serialisation used by prefill_router.checkpointing.save_router / load_router
-# ---------------------------------------------------------------------------------------------------------
-_TRANSFORM_FIELDS = tuple(f.name for f in dataclasses.fields(blocks_lib.FittedTransform))
+def prompt_hashes(prompts: Sequence[str]) -> list[str]:
+    """First 16 hex digits (64 bits) of each prompt's UTF-8 sha256: identifies rows without storing their text."""
+    return [hashlib.sha256(p.encode("utf-8")).hexdigest()[:16] for p in prompts]
 
 
-def bundle_to_json_and_arrays(bundle: RouterBundle) -> tuple[dict[str, Any], dict[str, Any]]:
-    ens = bundle.ensemble
-    meta = {
-        "package_version": bundle.package_version,
-        "targets": list(bundle.targets),
-        "blocks": [b.to_json() for b in bundle.blocks],
-        "prices": {k: list(v) for k, v in bundle.prices.items()},
-        "cost_table": bundle.cost_table,
-        "encoders": bundle.encoders,
-        "train_config": bundle.train_config,
-        "extra": bundle.extra,
-        "trunk_config": ens.config.to_json(),
-        "ensemble": {"seeds": list(ens.seeds), "val_losses": np.asarray(ens.val_losses).tolist(),
-                     "target_names": list(ens.target_names) if ens.target_names is not None else None,
-                     "report": ens.report.to_json() if ens.report is not None else None},
-    }
-    arrays = {"transforms": [t.arrays() for t in bundle.transforms],
-              "ensemble": jax.tree.map(np.asarray, ens.params)}
-    return meta, arrays
-
-
-def bundle_from_json_and_arrays(meta: Mapping[str, Any], leaves: list[np.ndarray]) -> RouterBundle:
-    config = model_lib.TrunkConfig.from_json(meta["trunk_config"])
-    blocks = [blocks_lib.spec_from_json(b) for b in meta["blocks"]]
-    like = {"transforms": [{name: 0 for name in _TRANSFORM_FIELDS} for _ in blocks],
-            "ensemble": abstract_params(config)}
-    from prefill_router.checkpointing import unflatten_like  # local: checkpointing imports this module lazily
-
-    index = meta["array_index"]
-    flat = {f"leaf_{i:05d}": leaf for i, leaf in enumerate(leaves)}
-    arrays = unflatten_like(like, flat, index["paths"], "router checkpoint")
-    e = meta["ensemble"]
-    ensemble = Ensemble(config, arrays["ensemble"], tuple(e["seeds"]), np.asarray(e["val_losses"]),
-                        tuple(e["target_names"]) if e["target_names"] is not None else None,
-                        TrainReport.from_json(e["report"]) if e["report"] is not None else None)
-    return RouterBundle(
-        targets=tuple(meta["targets"]), blocks=blocks,
-        transforms=[blocks_lib.FittedTransform(**t) for t in arrays["transforms"]], ensemble=ensemble,
-        prices={k: tuple(v) for k, v in meta["prices"].items()}, cost_table=meta["cost_table"],
-        encoders=meta["encoders"], train_config=meta["train_config"], extra=meta["extra"],
-        package_version=meta["package_version"])
+def split_record(seed: int, train_prompts: Sequence[str]) -> dict[str, Any]:
+    """``RouterBundle.train_split``: the split seed and the hashes of every training prompt (sorted)."""
+    return {"seed": int(seed), "n_train": len(train_prompts), "prompt_hashes": sorted(set(prompt_hashes(train_prompts)))}

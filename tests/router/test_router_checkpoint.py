@@ -1,4 +1,4 @@
-"""Router checkpoints: save -> load gives identical predictions without training data; clear errors."""
+"""Router checkpoints: save -> load gives identical predictions without training data; checksums; clear errors."""
 import json
 
 import jax
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import prefill_router
-from prefill_router import checkpointing
+from prefill_router import checkpointing as ckpt_lib
 from prefill_router.router import blocks, ensemble, model
+from prefill_router.router import checkpoint as checkpointing
 
 TARGETS = ("alpha", "beta")
 pytestmark = pytest.mark.usefixtures("fast_compile")  # tests/router/conftest.py
@@ -32,7 +33,7 @@ def _bundle():
         prices={"alpha": (3.0, 15.0), "beta": (0.1, 0.4)},
         cost_table={"alpha": {"output_tokens_median": 500.0}, "beta": {"output_tokens_median": 900.0}},
         encoders={"enc": {"registry": "tiny_llama", "weights_sha256": "ab" * 32}},
-        train_config={"batch_size": 512})
+        train_config={"batch_size": 512}, train_split=ensemble.split_record(3, ["q1", "q2", "q1"]))
 
 
 def test_save_load_roundtrip_identical_predictions(tmp_path):
@@ -46,6 +47,8 @@ def test_save_load_roundtrip_identical_predictions(tmp_path):
     assert loaded.targets == TARGETS and loaded.blocks == bundle.blocks
     assert loaded.prices == bundle.prices and loaded.encoders == bundle.encoders
     assert loaded.package_version == prefill_router.__version__ and loaded.ensemble.seeds == (42, 44, 43)
+    assert loaded.train_split["seed"] == 3 and loaded.train_split["n_train"] == 3
+    np.testing.assert_array_equal(loaded.trained_on(["q2", "q3", "q1"]), [True, False, True])
     for a, b in zip(loaded.transforms, bundle.transforms):
         np.testing.assert_array_equal(a.components, b.components)
     # per-query cost = n_in * price_in / 1e6 + median_out * price_out / 1e6
@@ -62,6 +65,8 @@ def test_load_errors(tmp_path):
     meta = json.loads((path / "router.json").read_text())
     meta["format_version"] = 999
     (path / "router.json").write_text(json.dumps(meta))
+    (path / "checksums.json").unlink()  # a consistent checkpoint of another format version
+    (path / "checksums.json").write_text(json.dumps(ckpt_lib.file_digests(path)))
     with pytest.raises(ValueError, match="format version 999"):
         checkpointing.load_router(path)
     with pytest.raises(FileNotFoundError, match="not a router checkpoint"):
@@ -74,3 +79,38 @@ def test_load_errors(tmp_path):
         ensemble.RouterBundle(("alpha",), bundle.blocks, bundle.transforms, bundle.ensemble)
     with pytest.raises(ValueError, match="ordered"):
         ensemble.RouterBundle(("beta", "alpha"), bundle.blocks, bundle.transforms, bundle.ensemble)
+
+
+@pytest.mark.parametrize("damage", ["flip_array_bytes", "truncate_router_json", "truncate_checksums", "drop_array_file"])
+def test_damaged_checkpoint_is_refused_naming_the_file(tmp_path, damage):
+    path = checkpointing.save_router(tmp_path / "r", _bundle())
+    arrays = sorted(p for p in (path / "arrays").rglob("*") if p.is_file() and p.parent.name == "d")
+    victim = {"flip_array_bytes": arrays[-1], "drop_array_file": arrays[-1], "truncate_router_json": path / "router.json",
+              "truncate_checksums": path / "checksums.json"}[damage]
+    data = victim.read_bytes()
+    if damage == "flip_array_bytes":  # 64 bytes in the middle of an orbax array file
+        mid = len(data) // 2
+        victim.write_bytes(data[:mid] + bytes(b ^ 0xFF for b in data[mid:mid + 64]) + data[mid + 64:])
+    elif damage == "drop_array_file":
+        victim.unlink()
+    else:
+        victim.write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match="re-save the router") as err:
+        checkpointing.load_router(path)
+    assert str(victim) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_restore_tree_checks_the_structure(tmp_path):
+    tree = {"a": {"0": np.arange(3.0)}, "b": np.ones((2, 2), np.float64)}
+    ckpt_lib.save_tree(tmp_path / "t", tree)
+    out = ckpt_lib.restore_tree(tmp_path / "t", like=tree)
+    assert out["b"].dtype == np.float64 and isinstance(out["a"]["0"], np.ndarray)
+    np.testing.assert_array_equal(out["a"]["0"], tree["a"]["0"])
+    with pytest.raises(ValueError, match=r"missing \['c'\], unexpected \['b'\]"):
+        ckpt_lib.restore_tree(tmp_path / "t", like={"a": {"0": 0}, "c": 0})
+    # container types come back from the `like` tree: tuples, int dict keys
+    like = {"opt": (np.zeros(2), {"mu": np.zeros(1)}), "layers": {0: np.zeros(1)}}
+    pure = ckpt_lib.to_pure_dict(like)
+    assert set(pure["opt"]) == {"0", "1"} and set(pure["layers"]) == {"0"}
+    back = ckpt_lib.from_pure_dict(like, pure, "t")
+    assert isinstance(back["opt"], tuple) and 0 in back["layers"]
