@@ -10,7 +10,8 @@ A run whose ``metrics.json`` exists is skipped, so an interrupted sweep continue
 combinations extracts features once.
 
 Outputs in ``--workdir``: ``leaderboard.json``, ``leaderboard.md`` and ``leaderboard.png``, one row
-per finished run with its headline metrics, sorted by ``--rank_by``.
+per finished run with its headline metrics, sorted best first by ``--rank_by`` (a ``headline.<metric>``
+of metrics.json, see ``prefill_router.evaluation.leaderboard``; an unknown name fails before any run).
 """
 import importlib.util
 import json
@@ -19,14 +20,16 @@ import re
 import subprocess
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from prefill_router.evaluation.leaderboard import write_leaderboard
+from prefill_router import cli
+from prefill_router.evaluation import leaderboard as leaderboard_lib
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file with a sweep(add) function, optionally ':arg'.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Parent directory; each run writes to <workdir>/<name>.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the commands without running them.")
-_RANK_BY = flags.DEFINE_string("rank_by", "router.mean_auc", "Dotted metrics.json field to sort by.")
+_RANK_BY = flags.DEFINE_string("rank_by", leaderboard_lib.DEFAULT_RANK_BY,
+                               "Headline metric of metrics.json to sort by, best first: headline.<metric>.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -76,17 +79,8 @@ def command(config_path: pathlib.Path, arg: str, run: dict, workdir: pathlib.Pat
     return cmd
 
 
-def lookup(metrics: dict, dotted: str):
-    node = metrics
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def leaderboard(workdir: pathlib.Path, runs: list[dict], rank_by: str) -> list[dict]:
-    """Rows of finished runs: name, overrides, and the headline metrics of metrics.json."""
+    """Rows of finished runs (name, overrides, metrics.json's headline), sorted best first by ``rank_by``."""
     rows = []
     for run in runs:
         path = workdir / run["name"] / "metrics.json"
@@ -94,13 +88,13 @@ def leaderboard(workdir: pathlib.Path, runs: list[dict], rank_by: str) -> list[d
             continue
         metrics = json.loads(path.read_text())
         rows.append({"name": run["name"], "overrides": {k: v for k, v in run.items() if k != "name"},
-                     "headline": metrics.get("headline", {}), "rank_value": lookup(metrics, rank_by)})
-    rows.sort(key=lambda r: -(r["rank_value"] if isinstance(r["rank_value"], (int, float)) else float("-inf")))
-    return rows
+                     "headline": metrics.get("headline", {})})
+    return leaderboard_lib.rank_rows(rows, rank_by)
 
 
 def main(argv):
     del argv
+    leaderboard_lib.metric_name(_RANK_BY.value)  # an unknown metric fails before any run
     workdir = pathlib.Path(_WORKDIR.value).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     config_path, arg, runs = load_sweep(_CONFIG.value)
@@ -118,11 +112,11 @@ def main(argv):
             failed.append(run["name"])
             logging.error("run %s failed; rerun the sweep to retry it", run["name"])
     rows = leaderboard(workdir, runs, _RANK_BY.value)
-    write_leaderboard(workdir, rows, _RANK_BY.value)
+    leaderboard_lib.write_leaderboard(workdir, rows, _RANK_BY.value)
     logging.info("Leaderboard of %d finished runs: %s", len(rows), workdir / "leaderboard.md")
     if failed:
         raise SystemExit(f"{len(failed)} run(s) failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)
