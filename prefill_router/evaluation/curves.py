@@ -20,7 +20,9 @@ Area metrics (all on the same curve points):
       the points with c_min ≤ cost ≤ c_max; if there are no points or the last cost < c_max, append
       (c_max, accuracy of the rightmost point, before range filtering). The first/last tests use the
       unfiltered curve, exactly as the toolkit. P-AUCCC = trapz(acc − floor, cost) / (c_max − c_min);
-      with a single padded point it is that point's acc − floor; 0 when c_max ≤ c_min.
+      with a single padded point it is that point's acc − floor; 0 when c_max ≤ c_min. Degenerate cases the
+      toolkit crashes on: range tests allow 1e-9 relative round-off; a curve with no point in the range
+      but points on both sides is read by linear interpolation at c_min and c_max.
       floor = accuracy of the cheapest model (argmin cost, ties → lowest index).
     * Pareto-AUCCC: the same integral over the static-model frontier (stably sorted by cost, keep a
       point iff its accuracy is strictly above every earlier kept one). MDP = P-AUCCC − Pareto-AUCCC;
@@ -219,21 +221,30 @@ def pareto_frontier(cost, acc) -> tuple[np.ndarray, np.ndarray]:
 
 def padded_auc(cost, acc, c_min: float, c_max: float, floor: float) -> float:
     """Toolkit padded area: trapz(acc − floor, cost) / (c_max − c_min) with the padding rules of the module
-    docstring. ``cost``/``acc`` must already be sorted by cost (``dedup_sort_curve``/``pareto_frontier``)."""
+    docstring. ``cost``/``acc`` must already be sorted by cost (``dedup_sort_curve``/``pareto_frontier``).
+
+    Range tests allow a relative round-off of 1e-9 (a mean of equal costs may land a few ulps outside
+    [c_min, c_max]). A curve with no point inside the range, one point left of it and one right of it, counts
+    as the straight line between its two innermost points, read at c_min and c_max.
+    """
     if c_max <= c_min:
         return 0.0
     xs = np.asarray(cost, dtype=np.float64)
     ys = np.asarray(acc, dtype=np.float64)
+    eps = 1e-9 * max(abs(c_min), abs(c_max))
     px, py = [], []
-    if xs.size == 0 or c_min < xs[0]:
+    if xs.size == 0 or c_min < xs[0] - eps:
         px.append(c_min)
         py.append(floor)
-    inside = (xs >= c_min) & (xs <= c_max)
-    px.extend(xs[inside].tolist())
+    inside = (xs >= c_min - eps) & (xs <= c_max + eps)
+    px.extend(np.clip(xs[inside], c_min, c_max).tolist())
     py.extend(ys[inside].tolist())
-    if xs.size == 0 or c_max > xs[-1]:
+    if xs.size == 0 or c_max > xs[-1] + eps:
         px.append(c_max)
         py.append(ys[-1] if ys.size else floor)
+    if not px:  # straddling curve: interpolate between the last point left of c_min and the first right of c_max
+        py = np.interp([c_min, c_max], xs, ys).tolist()
+        px = [c_min, c_max]
     if len(px) < 2:
         return float(py[0] - floor)
     return float(np.trapezoid(np.asarray(py) - floor, np.asarray(px)) / (c_max - c_min))

@@ -101,6 +101,29 @@ def test_p_auccc_degenerate_cases():
     assert curves.padded_auc([1.0], [0.5], 2.0, 2.0, 0.4) == 0.0  # c_max <= c_min
     # empty curve: (c_min, floor) and (c_max, floor) -> 0
     assert curves.padded_auc([], [], C_MIN, C_MAX, FLOOR) == pytest.approx(0.0)
+    # one point at c_max: (c_min, floor) prepended -> trapezoid (0 + 0.3) / 2 over the whole range
+    assert curves.padded_auc([C_MAX], [FLOOR + 0.3], C_MIN, C_MAX, FLOOR) == pytest.approx(0.15)
+    # both points a few ulps outside [c_min, c_max] (means of equal costs): kept, read at the ends
+    lo, hi = np.nextafter(C_MIN, 0), np.nextafter(C_MAX, 10)
+    assert curves.padded_auc([lo, hi], [0.5, 0.7], C_MIN, C_MAX, FLOOR) == pytest.approx(0.6 - FLOOR)
+    # no point inside, one on each side: the line from (0, 0.5) to (8, 0.9) read at c_min=1 and c_max=5
+    assert curves.padded_auc([0.0, 8.0], [0.5, 0.9], C_MIN, C_MAX, FLOOR) == pytest.approx(
+        (0.55 + 0.75) / 2 - FLOOR)
+
+
+def test_evaluate_router_with_constant_probabilities():
+    """A router whose P(correct) does not vary across prompts (task lookup on one task): one operating point
+    per cheap/strong choice, whose mean costs sit a round-off outside the model range; all metrics defined."""
+    from prefill_router.evaluation import report
+    rng = np.random.default_rng(0)
+    Y = (rng.random((50, 2)) < [0.5, 0.8]).astype(np.float32)
+    M = np.ones((50, 2), bool)
+    costs = np.tile([0.2, 10.0], (50, 1))
+    r = report.evaluate_router(np.tile([0.6, 0.85], (50, 1)), Y, M, costs, np.array([0.2, 10.0]), ["weak", "strong"],
+                               n_boot=10, seed=0, best_single_index=1)
+    acc = Y.mean(0)
+    # the curve is the two single models: its area over the floor is the trapezoid between them
+    assert r["headline"]["p_auccc"]["value"] == pytest.approx((acc[1] - acc[0]) / 2)
 
 
 def test_dedup_sort_curve():
