@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from absl import logging
 
-from .dataset import RoutingDataset
+from .dataset import RoutingDataset, price_pair
 
 DEFAULT_OUTPUT_TOKENS = 256.0  # used, with a warning, for a target without observed output lengths
 TOKENS_PER_WORD = 2.0          # method.md §6: n_in ~= 2 x word count
@@ -32,12 +32,7 @@ class PriceTable:
     prices: Mapping[str, tuple[float, float]]
 
     def __post_init__(self):
-        clean = {}
-        for name, pair in self.prices.items():
-            pair = tuple(float(x) for x in pair)
-            if len(pair) != 2 or not all(np.isfinite(pair)) or min(pair) < 0:
-                raise ValueError(f"price of {name!r} is {pair!r}; expected (input $/M, output $/M) >= 0")
-            clean[str(name)] = pair
+        clean = {str(name): price_pair(name, pair) for name, pair in self.prices.items()}
         if not clean:
             raise ValueError("PriceTable is empty; give at least one target price")
         object.__setattr__(self, "prices", clean)
@@ -59,8 +54,14 @@ class PriceTable:
         """A JSON object in either `from_dict` form (e.g. LLMRouter's default_llm.json)."""
         if not os.path.exists(path):
             raise FileNotFoundError(f"price file {path} does not exist")
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+        with open(path, encoding="utf-8-sig") as f:
+            try:
+                prices = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"price file {path} is not valid JSON ({e})") from None
+        if not isinstance(prices, Mapping):
+            raise ValueError(f"price file {path} holds a {type(prices).__name__}; expected an object {{model: price}}")
+        return cls.from_dict(prices)
 
     @classmethod
     def from_dataset(cls, ds: RoutingDataset) -> "PriceTable":

@@ -30,6 +30,17 @@ def _as_matrix(name: str, value: Any, shape: tuple[int, int]) -> np.ndarray:
     return array
 
 
+def price_pair(name: str, value: Any) -> tuple[float, float]:
+    """(input $/M, output $/M) >= 0 from a 2-sequence of numbers; ValueError naming the model otherwise."""
+    try:
+        pair = tuple(float(x) for x in value)
+    except (TypeError, ValueError):
+        pair = None
+    if pair is None or len(pair) != 2 or not all(np.isfinite(pair)) or min(pair) < 0:
+        raise ValueError(f"price of {name!r} is {value!r}; expected a pair [input $/M, output $/M] of numbers >= 0")
+    return pair
+
+
 def _text_bytes(text: str) -> np.ndarray:
     """UTF-8 bytes as a uint8 array (fixed-width unicode arrays would pad every prompt to the longest)."""
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
@@ -149,15 +160,9 @@ class RoutingDataset:
     def _check_prices(self, prices: Mapping[str, Sequence[float]]) -> dict[str, tuple[float, float]]:
         missing = [t for t in self.targets if t not in prices]
         if missing:
-            raise ValueError(f"no price for targets {missing}; pass prices={{target: "
-                             "(input $/M tokens, output $/M tokens)}} for every target")
-        out = {}
-        for t in self.targets:
-            pair = tuple(float(x) for x in prices[t])
-            if len(pair) != 2 or not all(np.isfinite(pair)) or min(pair) < 0:
-                raise ValueError(f"price of {t!r} is {prices[t]!r}; expected (input $/M, output $/M) >= 0")
-            out[t] = pair
-        return out
+            raise ValueError(f"no price for targets {missing}; give (input $/M tokens, output $/M tokens) for every "
+                             "target (--config.data.prices=prices.json)")
+        return {t: price_pair(t, prices[t]) for t in self.targets}
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -229,6 +234,21 @@ class RoutingDataset:
                 targets=names, labels=take(self.labels), mask=take(self.mask),
                 prices={n: self.prices[n] for n in names}, output_tokens=take(self.output_tokens),
                 costs=take(self.costs), scores=take(self.scores), meta=dict(self.meta))
+
+    def drop_targets(self, names: Sequence[str]) -> "RoutingDataset":
+        """All columns but `names` (config ``data.drop_targets``); recorded in meta['dropped_targets']."""
+        if not names:
+            return self
+        unknown = [n for n in names if n not in self.targets]
+        if unknown:
+            raise ValueError(f"data.drop_targets names {unknown}, which are not targets of {self.name!r}: "
+                             f"{self.targets}")
+        keep = [t for t in self.targets if t not in set(names)]
+        if not keep:
+            raise ValueError(f"data.drop_targets drops every target of {self.name!r}; keep at least one")
+        out = self.select_targets(keep)
+        out.meta["dropped_targets"] = list(names)
+        return out
 
     def with_split(self, split: Sequence[str] | np.ndarray) -> "RoutingDataset":
         """A copy with a new [N] split assignment."""

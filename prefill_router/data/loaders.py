@@ -41,47 +41,81 @@ ROUTELLM_GPT4 = "gpt-4-1106-preview"
 # (hosted, same price for input and output); GPT-4-1106-preview is OpenAI's list price.
 ROUTELLM_PRICES = {ROUTELLM_MIXTRAL: (0.24, 0.24), ROUTELLM_GPT4: (10.0, 30.0)}
 MBPP_TESTS_HEADER = "Your code should pass these tests:"
+PRICES_FIX = ('give prices: --config.data.prices=prices.json with {"model": [input $/M, output $/M], ...} '
+              "(load_routerbench / load_long_format: prices=)")
 
 
 # --------------------------------------------------------------------------------- file helpers
 def _open_text(path: str | os.PathLike):
+    """Text stream of a (optionally .gz) UTF-8 file; a leading byte-order mark (Excel's CSV export) is skipped."""
     path = pathlib.Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _not_utf8(path: str | os.PathLike, err: UnicodeDecodeError) -> ValueError:
+    """ValueError naming the first line of ``path`` that is not UTF-8 (e.g. Latin-1 bytes) and the fix."""
+    path = pathlib.Path(path)
+    data = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
+    for n, line in enumerate(data.splitlines(), 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return ValueError(f"{path} line {n} is not UTF-8 (byte {line[bad.start:bad.start + 1]!r} at column "
+                              f"{bad.start + 1}); re-save the file as UTF-8")
+    return ValueError(f"{path} is not UTF-8 ({err.reason}); re-save the file as UTF-8")
 
 
 def _read_json(path: str | os.PathLike) -> Any:
-    with _open_text(path) as f:
-        return json.load(f)
+    try:
+        with _open_text(path) as f:
+            return json.load(f)
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, err) from None
 
 
 def _read_jsonl(path: str | os.PathLike) -> list[dict]:
-    with _open_text(path) as f:
-        rows = []
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{n} is not valid JSON: {err}") from err
-        return rows
+    rows = []
+    try:
+        with _open_text(path) as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as err:
+                        raise ValueError(f"{path}:{n} is not valid JSON: {err}") from err
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, err) from None
+    return rows
+
+
+def _read_csv_with_header(path: str | os.PathLike) -> tuple[list[str], list[dict]]:
+    """(header, records) of a CSV file."""
+    try:
+        with _open_text(path) as f:
+            reader = csv.DictReader(f)
+            return list(reader.fieldnames or []), list(reader)
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, err) from None
 
 
 def _read_csv(path: str | os.PathLike) -> list[dict]:
-    with _open_text(path) as f:
-        return list(csv.DictReader(f))
+    return _read_csv_with_header(path)[1]
+
+
+MISSING_TOKENS = ("", "nan", "na", "n/a", "null", "none")  # cell texts that mean "no value" (case-insensitive)
 
 
 def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip() == "") or (
+    return value is None or (isinstance(value, str) and value.strip().lower() in MISSING_TOKENS) or (
             isinstance(value, float) and math.isnan(value))
 
 
 def _parse_score(value: Any, where: str) -> float:
-    """A correctness score: bool, number or their strings; NaN when missing."""
+    """A correctness score: bool, number or their strings; NaN when missing (empty, NA, NaN, null, None)."""
     if _is_missing(value):
         return math.nan
     if isinstance(value, (bool, np.bool_)):
@@ -94,7 +128,8 @@ def _parse_score(value: Any, where: str) -> float:
     try:
         score = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: cannot read correctness {value!r}; use true/false, 0/1 or a score")
+        raise ValueError(f"{where}: cannot read correctness {value!r}; use true/false, 0/1 or a score "
+                         "(an empty cell, NA or NaN marks a missing label)")
     if not np.isfinite(score):
         raise ValueError(f"{where}: correctness {value!r} is not finite")
     return score
@@ -128,7 +163,7 @@ def _derive_prices(prompts: Sequence[str], targets: Sequence[str], costs: np.nda
         n_out = np.zeros(len(prompts)) if output_tokens is None else np.nan_to_num(output_tokens[:, j])
         tokens = float(np.sum(n_in[known] + n_out[known]))
         if not known.any() or tokens <= 0:
-            raise ValueError(f"cannot derive a price for {target!r}: no real costs; pass prices=")
+            raise ValueError(f"cannot derive a price for {target!r}: it has no real costs; {PRICES_FIX}")
         blended = float(np.sum(costs[known, j])) / tokens * 1e6
         prices[target] = (blended, blended)
     return prices
@@ -314,49 +349,69 @@ def _read_table(path: pathlib.Path) -> tuple[list[str], list[dict]]:
         if not isinstance(frame, pd.DataFrame):
             raise ValueError(f"{path} holds a {type(frame).__name__}, expected a pandas DataFrame")
         return [str(c) for c in frame.columns], frame.to_dict(orient="records")
-    with _open_text(path) as f:
-        reader = csv.DictReader(f)
-        records = list(reader)
-        return list(reader.fieldnames or []), records
+    return _read_csv_with_header(path)
 
 
-def _unwrap_prompt(prompt: Any) -> str:
-    """RouterBench stores some prompts as a list literal of turns: join them with newlines."""
-    if isinstance(prompt, (list, tuple)):
-        return "\n".join(str(p) for p in prompt)
-    text = str(prompt)
-    if text.startswith("[") and text.endswith("]"):
-        try:
-            turns = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            return text
-        if isinstance(turns, list) and turns and all(isinstance(t, str) for t in turns):
-            return "\n".join(turns)
+def _is_index_column(name: str) -> bool:
+    """pandas' index column of a CSV written by DataFrame.to_csv: an empty header or 'Unnamed: <n>'."""
+    return name.strip() == "" or name.startswith("Unnamed: ")
+
+
+def _unwrap_prompt(prompt: Any, where: str) -> str:
+    """A prompt as text. RouterBench stores some prompts as a list (or its literal) of turns: joined with newlines."""
+    if prompt is None or (isinstance(prompt, float) and math.isnan(prompt)):
+        raise ValueError(f"{where}: prompt is missing; remove the row or fill in its prompt")
+    if isinstance(prompt, (list, tuple, np.ndarray)) and all(isinstance(p, str) for p in prompt):
+        text = "\n".join(prompt)
+    elif isinstance(prompt, str):
+        text = prompt
+        if text.startswith("[") and text.endswith("]"):
+            try:
+                turns = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                turns = None
+            if isinstance(turns, list) and turns and all(isinstance(t, str) for t in turns):
+                text = "\n".join(turns)
+    else:
+        raise ValueError(f"{where}: prompt is {type(prompt).__name__} {str(prompt)[:40]!r}; the prompt column must "
+                         "hold text (or a list of text turns)")
+    if not text.strip():
+        raise ValueError(f"{where}: prompt is empty; remove the row or fill in its prompt")
     return text
 
 
 def load_routerbench(path: str | os.PathLike, threshold: float = 0.5,
                      prices: Mapping[str, tuple[float, float]] | None = None,
                      name: str = "routerbench") -> RoutingDataset:
-    """RouterBench wide table: sample_id, prompt, eval_name (task), one correctness column per
-    model, '<model>|model_response', '<model>|total_cost', oracle_model_to_route_to.
+    """RouterBench wide table as published: sample_id, prompt, eval_name (task), one correctness column per
+    model, '<model>|model_response', '<model>|total_cost', oracle_model_to_route_to; a CSV written by pandas
+    (its index column first, empty header or 'Unnamed: 0': ignored) or a pickled DataFrame.
 
-    Labels: score >= threshold. costs: the real '<model>|total_cost'. output_tokens: 2 x words of
-    the response. prices: given, else blended per-model $/M derived from the real costs
-    (`_derive_prices`, recorded in meta). No own split: rows are unassigned.
+    Prompts: text, or a list (or list literal) of turns joined by newlines. Labels: score >= threshold; empty
+    cells are missing (masked). A model whose column holds no label at all is dropped and reported (warning,
+    meta['dropped_unlabelled']). costs: the real '<model>|total_cost'. output_tokens: 2 x words of the
+    response. prices: given, else blended per-model $/M derived from the real costs (`_derive_prices`,
+    recorded in meta). No own split: rows are unassigned.
     """
     path = pathlib.Path(path)
     columns, records = _read_table(path)
     missing = [c for c in ("prompt", "eval_name") if c not in columns]
     if missing:
         raise ValueError(f"{path} lacks RouterBench columns {missing}; found {columns[:10]}")
-    targets = [c for c in columns if c not in ROUTERBENCH_FIXED and "|" not in c]
+    targets = [c for c in columns if c not in ROUTERBENCH_FIXED and "|" not in c and not _is_index_column(c)]
     if not targets:
         raise ValueError(f"{path} has no model correctness columns (columns: {columns[:10]})")
-    prompts = [_unwrap_prompt(r["prompt"]) for r in records]
+    prompts = [_unwrap_prompt(r["prompt"], f"{path.name} row {i}") for i, r in enumerate(records)]
     tasks = [str(r["eval_name"]) for r in records]
     scores = np.array([[_parse_score(r[t], f"{path.name} row {i} {t}") for t in targets]
                        for i, r in enumerate(records)], dtype=np.float32).reshape(len(records), len(targets))
+    empty = [t for j, t in enumerate(targets) if np.isnan(scores[:, j]).all()]
+    if empty:
+        logging.warning("%s: models %s have no result in any row; dropped", path.name, empty)
+        keep = [j for j, t in enumerate(targets) if t not in empty]
+        targets, scores = [targets[j] for j in keep], scores[:, keep]
+        if not targets:
+            raise ValueError(f"{path}: no model column holds a single result")
     cost_cols = [f"{t}|total_cost" for t in targets]
     costs = None
     if any(c in columns for c in cost_cols):
@@ -369,14 +424,15 @@ def load_routerbench(path: str | os.PathLike, threshold: float = 0.5,
     price_note = "given"
     if prices is None:
         if costs is None:
-            raise ValueError(f"{path} has no '<model>|total_cost' columns; pass prices=")
+            raise ValueError(f"{path} has no '<model>|total_cost' columns to derive prices from; {PRICES_FIX}")
         prices = _derive_prices(prompts, targets, costs, output_tokens)
         price_note = "ASSUMPTION: blended $/M = sum(total_cost) / sum(2 x words of prompt + response)"
     labels = _threshold(scores, threshold)
     return RoutingDataset(
             prompts=prompts, tasks=tasks, targets=targets, labels=labels, mask=~np.isnan(labels),
             split=None, prices=dict(prices), output_tokens=output_tokens, costs=costs, name=name,
-            scores=scores, meta={"source": str(path), "threshold": threshold, "prices": price_note})
+            scores=scores, meta={"source": str(path), "threshold": threshold, "prices": price_note,
+                                 "dropped_unlabelled": empty})
 
 
 # --------------------------------------------------------------------------------- long format
@@ -430,7 +486,8 @@ def load_long_format(path: str | os.PathLike, prices: Mapping[str, tuple[float, 
         question, model = str(question), str(model)
         label = _parse_score(r["is_correct"], where)
         if not (math.isnan(label) or label in (0.0, 1.0)):
-            raise ValueError(f"{where}: is_correct must be 0/1 or true/false, got {r['is_correct']!r}")
+            raise ValueError(f"{where}: is_correct must be 0/1 or true/false (empty, NA or NaN = missing), "
+                             f"got {r['is_correct']!r}")
         i = q_index.setdefault(question, len(q_index))
         j = m_index.setdefault(model, len(m_index))
         task_of.setdefault(question, set())
@@ -462,8 +519,7 @@ def load_long_format(path: str | os.PathLike, prices: Mapping[str, tuple[float, 
     price_note = "given"
     if prices is None:
         if not has_costs:
-            raise ValueError(f"{path} has no cost column; pass prices={{model: (in $/M, out $/M)}} "
-                             f"for {targets}")
+            raise ValueError(f"{path} has no cost column to derive prices of {targets} from; {PRICES_FIX}")
         prices = _derive_prices(prompts, targets, costs, output_tokens)
         price_note = "ASSUMPTION: blended $/M = sum(cost) / sum(2 x prompt words + output_tokens)"
     return RoutingDataset(

@@ -31,7 +31,7 @@ def test_price_table_sources_and_errors(tmp_path):
         PriceTable.from_json(tmp_path / "none.json")
     with pytest.raises(ValueError, match="lacks input_price"):
         PriceTable.from_dict({"m": {"price": 1}})
-    with pytest.raises(ValueError, match="expected \\(input \\$/M, output \\$/M\\) >= 0"):
+    with pytest.raises(ValueError, match="expected a pair \\[input \\$/M, output \\$/M\\] of numbers >= 0"):
         PriceTable({"m": (-1, 1)})
 
 

@@ -230,7 +230,7 @@ def test_load_routerbench_pickle_and_errors(tmp_path):
         load_routerbench(bad)
     nocost = tmp_path / "nocost.csv"
     nocost.write_text("sample_id,prompt,eval_name,m1\ns,p,e,1\n")
-    with pytest.raises(ValueError, match="pass prices="):
+    with pytest.raises(ValueError, match="--config.data.prices=prices.json"):
         load_routerbench(nocost)
     with pytest.raises(FileNotFoundError):
         load_routerbench(tmp_path / "missing.csv")
@@ -299,9 +299,102 @@ def test_load_long_format_bad_input(tmp_path):
     with pytest.raises(ValueError, match="lacks columns \\['output_tokens'\\]"):
         load_long_format(write_long(tmp_path / "a.csv", [{"question": "q", "model": "a", "is_correct": 1}]))
     no_cost = [{k: v for k, v in r.items() if k != "cost"} for r in LONG[:3]]
-    with pytest.raises(ValueError, match="pass prices="):
+    with pytest.raises(ValueError, match="--config.data.prices=prices.json"):
         load_long_format(write_long(tmp_path / "b.csv", no_cost))
     with pytest.raises(ValueError, match="no price for targets \\['b'\\]"):
         load_long_format(write_long(tmp_path / "c.csv", LONG[:3]), prices={"a": (1, 1)})
     with pytest.raises(ValueError, match="unknown format"):
         load_long_format(write_long(tmp_path / "d.tsv", LONG))
+
+
+# ------------------------------------------------------------------------------ files as users have them
+def test_routerbench_csv_written_by_pandas(tmp_path):
+    """RouterBench's wide table as published: DataFrame.to_csv (unnamed index column first), list-literal
+    prompts, empty cells where a model has no result, a model column that is empty throughout."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({
+        "sample_id": ["mmlu.a.0", "gsm8k.1", "mmlu.b.2"],
+        "prompt": [str(["Question one?", "Answer:"]), "Plain prompt", str(["Only turn"])],
+        "eval_name": ["mmlu-a", "gsm8k", "mmlu-b"],
+        "gpt-4": [1.0, 0.0, 1.0], "mixtral": [0.0, np.nan, 1.0], "ghost": [np.nan, np.nan, np.nan],
+        "gpt-4|model_response": ["w w", "w", "w w w"], "mixtral|model_response": ["w", np.nan, "w w"],
+        "ghost|model_response": [np.nan] * 3,
+        "gpt-4|total_cost": [0.003, 0.002, 0.004], "mixtral|total_cost": [0.0001, np.nan, 0.0002],
+        "ghost|total_cost": [np.nan] * 3, "oracle_model_to_route_to": ["gpt-4", "gpt-4", "mixtral"]},
+        index=[10, 11, 12])
+    frame.to_csv(tmp_path / "rb.csv")
+    assert open(tmp_path / "rb.csv").readline().startswith(",sample_id")  # pandas' unnamed index column
+    ds = load_routerbench(tmp_path / "rb.csv")
+    assert ds.targets == ["gpt-4", "mixtral"] and ds.meta["dropped_unlabelled"] == ["ghost"]
+    assert ds.prompts == ["Question one?\nAnswer:", "Plain prompt", "Only turn"]
+    np.testing.assert_array_equal(ds.labels, [[1, 0], [0, np.nan], [1, 1]])
+    assert ds.mask.tolist() == [[True, True], [True, False], [True, True]]
+    np.testing.assert_allclose(ds.costs, [[0.003, 0.0001], [0.002, np.nan], [0.004, 0.0002]])
+    # mixtral's blended price from its two known rows: (1e-4 + 2e-4) $ / ((2*3 + 2*1) + (2*2 + 2*2)) tokens
+    assert ds.prices["mixtral"][0] == pytest.approx(3e-4 / 16 * 1e6)
+    # the same file read back by pandas and pickled gives the same dataset
+    pd.read_csv(tmp_path / "rb.csv", index_col=0).to_pickle(tmp_path / "rb.pkl")
+    again = load_routerbench(tmp_path / "rb.pkl")
+    assert again.prompts == ds.prompts and again.targets == ds.targets
+    np.testing.assert_array_equal(again.labels, ds.labels)
+
+
+def test_routerbench_bad_input(tmp_path):
+    pd = pytest.importorskip("pandas")
+    base = {"sample_id": ["s0", "s1"], "prompt": ["p0", "p1"], "eval_name": ["e", "e"], "m1": [1.0, 0.0]}
+    pd.DataFrame(base).to_csv(tmp_path / "nocost.csv")
+    with pytest.raises(ValueError, match=r"no '<model>\|total_cost' columns.*--config.data.prices=prices.json"):
+        load_routerbench(tmp_path / "nocost.csv")
+    assert load_routerbench(tmp_path / "nocost.csv", prices={"m1": (1, 2)}).prices == {"m1": (1.0, 2.0)}
+    pd.DataFrame({**base, "prompt": [3.5, "p1"]}).to_pickle(tmp_path / "numeric.pkl")
+    with pytest.raises(ValueError, match=r"numeric.pkl row 0: prompt is float '3.5'.*must hold text"):
+        load_routerbench(tmp_path / "numeric.pkl", prices={"m1": (1, 2)})
+    pd.DataFrame({**base, "prompt": [None, "p1"]}).to_pickle(tmp_path / "none.pkl")
+    with pytest.raises(ValueError, match="none.pkl row 0: prompt is missing"):
+        load_routerbench(tmp_path / "none.pkl", prices={"m1": (1, 2)})
+    pd.DataFrame({**base, "m1": [np.nan, np.nan]}).to_csv(tmp_path / "empty.csv")
+    with pytest.raises(ValueError, match="no model column holds a single result"):
+        load_routerbench(tmp_path / "empty.csv", prices={"m1": (1, 2)})
+
+
+def test_long_format_latin1_bom_and_missing_labels(tmp_path):
+    header = "question,model,is_correct,output_tokens\n"
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes((header + "q1,a,1,5\n").encode() + "caf\u00e9,a,0,5\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.csv line 3 is not UTF-8 .*column 4.*re-save the file as UTF-8"):
+        load_long_format(latin, prices={"a": (1, 1)})
+    bom = tmp_path / "excel.csv"  # Excel's "CSV UTF-8" export starts with a byte-order mark
+    rows = ["q1,a,1,5", "q1,b,NaN,5", "q2,a,NA,5", "q2,b,,5", "q3,a,n/a,5", "q3,b,0,5"]
+    bom.write_bytes(b"\xef\xbb\xbf" + (header + "\n".join(rows) + "\n").encode())
+    ds = load_long_format(bom, prices={"a": (1, 1), "b": (2, 2)})
+    assert ds.prompts == ["q1", "q2", "q3"]
+    np.testing.assert_array_equal(ds.labels, [[1, np.nan], [np.nan, np.nan], [np.nan, 0]])
+    bad = tmp_path / "bad.csv"
+    bad.write_text(header + "q1,a,maybe,5\n")
+    with pytest.raises(ValueError, match=r"cannot read correctness 'maybe'.*empty cell, NA or NaN marks a missing"):
+        load_long_format(bad, prices={"a": (1, 1)})
+    with pytest.raises(ValueError, match=r"price of 'a' is 3.0; expected a pair \[input \$/M, output \$/M\]"):
+        load_long_format(write_long(tmp_path / "s.csv", LONG[:3]), prices={"a": 3.0, "b": (1, 1)})
+
+
+def test_price_file_errors(tmp_path):
+    from prefill_router.data.costs import PriceTable
+    (tmp_path / "p.json").write_text('{"a": [1, 2], "b": {"input_price": 3, "output_price": 4}}')
+    assert PriceTable.from_json(tmp_path / "p.json").prices == {"a": (1.0, 2.0), "b": (3.0, 4.0)}
+    (tmp_path / "scalar.json").write_text('{"a": 1.5}')
+    with pytest.raises(ValueError, match="price of 'a' is 1.5; expected a pair"):
+        PriceTable.from_json(tmp_path / "scalar.json")
+    (tmp_path / "broken.json").write_text('{"a": [1, 2]')
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        PriceTable.from_json(tmp_path / "broken.json")
+
+
+def test_drop_targets():
+    ds = make([[1, 0], [0, 0]])
+    kept = ds.drop_targets(["b"])
+    assert kept.targets == ["a"] and kept.meta["dropped_targets"] == ["b"] and "dropped_targets" not in ds.meta
+    assert ds.drop_targets([]) is ds
+    with pytest.raises(ValueError, match=r"data.drop_targets names \['c'\]"):
+        ds.drop_targets(["c"])
+    with pytest.raises(ValueError, match="drops every target"):
+        ds.drop_targets(["a", "b"])
