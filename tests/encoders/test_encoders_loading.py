@@ -30,6 +30,19 @@ def test_round_trip_through_hf_names(family, overrides, hf_tensors_of):
     np.testing.assert_array_equal(np.asarray(a.logits), np.asarray(b.logits))
 
 
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_to_hf_config_reads_back_tiny_and_presets(name):
+    family = FAMILIES[name]
+    for cfg in [family.tiny_config(), *(preset_config(p) for p in family.presets)]:
+        d = to_hf_config(cfg)
+        assert d["model_type"] == family.model_types[0] and config_from_hf(d) == cfg
+    assert to_hf_config(preset_config("llama32_1b"))["rope_parameters"] == {
+        "rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+    with pytest.raises(ValueError, match="unknown preset 'gpt2_small'"):
+        preset_config("gpt2_small")
+
+
 @pytest.fixture(scope="module")
 def tiny_llama(hf_tensors_of):
     model = random_model("llama", seed=1)
