@@ -9,4 +9,3 @@ from .loaders import (load_dataset, load_llmrouter, load_long_format, load_route
                       render_llmrouter_prompt, render_multiple_choice)
 from .stats import dataset_stats, format_stats_markdown, write_stats
 from .synthetic import LOCAL_TARGETS_DIFFICULTIES, LOCAL_TARGETS_MIX, MCItem, generate_items
-from .collect import collect_labels, score_items

@@ -318,14 +318,21 @@ _FAMILIES: dict[str, Callable[[np.random.Generator, int], tuple[str, str, list[s
 _MAX_TRIES = 1000
 TASK_FAMILIES = tuple(_FAMILIES) + ("mmlu",)
 DEFAULT_MIX: dict[str, float] = {name: 1.0 for name in _FAMILIES}
-# Tuned for the local targets SmolLM2-135M-Instruct, Gemma-3-270M and Qwen2.5-Coder-0.5B-Instruct (cloze,
-# 'sum' scoring): cells where the small models are above chance (1-digit products, letter counts, first
-# letters) plus arithmetic/comparison cells only Qwen solves. A repeated level is drawn more often.
+# Chosen for the local targets SmolLM2-135M-Instruct, Gemma-3-270M and Qwen2.5-Coder-0.5B-Instruct on items of
+# item seed 1 (the default evaluates seed 0) by `python -m prefill_router.labels.tune_mix` (see its docstring).
 LOCAL_TARGETS_MIX: dict[str, float] = dict(mul=3.0, count_letter=3.5, letter_pos=1.0, add=1.0, compare=0.5,
                                            count_items=0.5, sub=0.5)
 LOCAL_TARGETS_DIFFICULTIES: dict[str, tuple[int, ...]] = dict(
         mul=(1, 2, 3), count_letter=(1, 1, 1, 2, 2, 3, 3), letter_pos=(1,), add=(1,), compare=(2,),
         count_items=(1,), sub=(1,))
+MIXES = {"uniform": (DEFAULT_MIX, (1, 2, 3)), "local_targets": (LOCAL_TARGETS_MIX, LOCAL_TARGETS_DIFFICULTIES)}
+
+
+def mix_preset(name: str) -> tuple[dict[str, float], tuple[int, ...] | dict[str, tuple[int, ...]]]:
+    """(mix, difficulties) of a named preset in MIXES, for `generate_items`."""
+    if name not in MIXES:
+        raise ValueError(f"unknown data.mix {name!r}; choose one of {', '.join(MIXES)}")
+    return MIXES[name]
 
 
 def load_mmlu_items(data_dir: str | None = None, max_question_chars: int = 200) -> list[MCItem]:
