@@ -137,51 +137,66 @@ def _encoder_identity(enc: Any) -> Any:
     return identity
 
 
-class _Runner:
-    """Jitted, sharded forward with one compiled program per [B, T] shape (compile time tracked apart)."""
+class BatchRunner:
+    """Jitted data-parallel ``forward(state, *batch) -> outputs``: `state` is placed on the mesh once (replicated,
+    or FSDP-sharded with `shard_params`), every batch array is sharded on its first axis over 'data', every
+    output of rank > `out_batch_axis` on that axis (others replicated). One compiled program per distinct
+    batch shapes and dtypes; `compile_s` sums the seconds spent compiling (apart from running)."""
 
-    def __init__(self, model: nnx.Module, mesh: Mesh, dtype, layer_positions: np.ndarray | None,
-                 shard_params: bool):
-        graphdef, state = nnx.split(model)
-        if getattr(model, "dtype", dtype) != dtype:  # compute dtype: a view sharing the arrays, not a copy
-            view = nnx.merge(graphdef, state)
-            view.dtype = dtype
-            graphdef, _ = nnx.split(view)
-        state = jax.tree.map(lambda x: _cast(x, dtype), state)
-        param_sh = jax.tree.map(lambda x: _param_sharding(mesh, x, shard_params), state)
-        self.state = jax.device_put(state, param_sh)
-        self.batch_sharding = NamedSharding(mesh, P("data"))
-        out_sh = NamedSharding(mesh, P(None, "data"))
-        encode = _encode_fn()
-
-        def forward(state, input_ids, attention_mask):
-            last, mean = encode(graphdef, state, input_ids, attention_mask)
-            if layer_positions is not None:
-                last, mean = last[layer_positions], mean[layer_positions]
-            return last.astype(jnp.float32), mean.astype(jnp.float32)
-
-        self._jitted = jax.jit(forward, in_shardings=(param_sh, self.batch_sharding, self.batch_sharding),
-                               out_shardings=(out_sh, out_sh))
-        self._compiled: dict[tuple[int, int], Any] = {}
+    def __init__(self, forward: Callable, state: Any, *, mesh: Mesh | None = None, shard_params: bool = False,
+                 out_batch_axis: int = 0):
+        self.mesh = mesh or distributed.local_data_mesh()
+        if "data" not in self.mesh.shape:
+            raise ValueError(f"mesh must have a 'data' axis, got axes {tuple(self.mesh.shape)}")
+        self.state = jax.device_put(state, jax.tree.map(lambda x: _param_sharding(self.mesh, x, shard_params), state))
+        self.batch_sharding = NamedSharding(self.mesh, P("data"))
+        self._forward, self._axis = forward, out_batch_axis
+        self._compiled: dict[tuple, Any] = {}
         self.compile_s = 0.0
 
-    def __call__(self, ids: np.ndarray, mask: np.ndarray):
-        ids = jax.device_put(ids, self.batch_sharding)
-        mask = jax.device_put(mask, self.batch_sharding)
-        fn = self._compiled.get(ids.shape)
+    def _out_sharding(self, ndim: int) -> NamedSharding:
+        return NamedSharding(self.mesh, P(*[None] * self._axis, "data") if ndim > self._axis else P())
+
+    def __call__(self, *batch: np.ndarray):
+        """Dispatches one batch (asynchronously) and returns the outputs as device arrays."""
+        batch = tuple(jax.device_put(x, self.batch_sharding) for x in batch)
+        shapes = tuple((x.shape, x.dtype) for x in batch)
+        fn = self._compiled.get(shapes)
         if fn is None:
             t0 = time.perf_counter()
-            fn = self._jitted.lower(self.state, ids, mask).compile()
+            out = jax.eval_shape(self._forward, self.state, *batch)
+            jitted = jax.jit(self._forward, out_shardings=jax.tree.map(lambda o: self._out_sharding(o.ndim), out))
+            fn = self._compiled[shapes] = jitted.lower(self.state, *batch).compile()
             self.compile_s += time.perf_counter() - t0
-            self._compiled[ids.shape] = fn
-        return fn(self.state, ids, mask)
+        return fn(self.state, *batch)
+
+
+def _encoder_runner(model: nnx.Module, mesh: Mesh, dtype, layer_positions: np.ndarray | None,
+                    shard_params: bool) -> BatchRunner:
+    """BatchRunner of (input_ids, attention_mask) [B, T] -> pooled (last, mean) [L', B, D] float32, with the
+    parameters cast to the compute `dtype`."""
+    graphdef, state = nnx.split(model)
+    if getattr(model, "dtype", dtype) != dtype:  # compute dtype: a view sharing the arrays, not a copy
+        view = nnx.merge(graphdef, state)
+        view.dtype = dtype
+        graphdef, _ = nnx.split(view)
+    state = jax.tree.map(lambda x: _cast(x, dtype), state)
+    encode = _encode_fn()
+
+    def forward(state, input_ids, attention_mask):
+        last, mean = encode(graphdef, state, input_ids, attention_mask)
+        if layer_positions is not None:
+            last, mean = last[layer_positions], mean[layer_positions]
+        return last.astype(jnp.float32), mean.astype(jnp.float32)
+
+    return BatchRunner(forward, state, mesh=mesh, shard_params=shard_params, out_batch_axis=1)
 
 
 _RUNNER_CACHE: dict = {}
 
 
 def _get_runner(model: nnx.Module, identity: Any, mesh: Mesh, dtype: str, layer_positions: np.ndarray | None,
-                shard_params: bool) -> _Runner:
+                shard_params: bool) -> BatchRunner:
     """Reuses the last runner (device params + compiled shapes) when called again with the same model object,
     identity and settings, e.g. for several template_kwargs; holds at most one runner."""
     key = (id(model), json.dumps(identity, sort_keys=True, default=str), tuple(d.id for d in mesh.devices.flat),
@@ -191,7 +206,7 @@ def _get_runner(model: nnx.Module, identity: Any, mesh: Mesh, dtype: str, layer_
     if cached is not None and cached[0]() is model:
         return cached[1]
     _RUNNER_CACHE.clear()
-    runner = _Runner(model, mesh, _DTYPES[dtype], layer_positions, shard_params)
+    runner = _encoder_runner(model, mesh, _DTYPES[dtype], layer_positions, shard_params)
     _RUNNER_CACHE[key] = (weakref.ref(model), runner)
     return runner
 
@@ -334,7 +349,7 @@ def _check_cached_truncation(rows: Sequence[Any], truncate: str, max_length: int
                          f"truncate='warn'); raise max_length or pass truncate='warn'")
 
 
-def _compute(store: FeatureStore, runner: _Runner, tokenizer: Any, texts: Sequence[str], hashes: Sequence[str],
+def _compute(store: FeatureStore, runner: BatchRunner, tokenizer: Any, texts: Sequence[str], hashes: Sequence[str],
              run: dict, *, max_length, truncate, batch_tokens, batch_size, num_devices, chunk_size, progress,
              padding_side, length_grid) -> None:
     """Computes the rendered `texts` (length-bucketed) and writes them as shards of `chunk_size` rows in

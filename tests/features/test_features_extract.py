@@ -75,6 +75,24 @@ def test_param_sharding_rule():
     assert extract._param_sharding(mesh, jnp.zeros((6, 10)), False).spec == jax.sharding.PartitionSpec()
 
 
+def test_batch_runner_generic_forward():
+    """Any forward(state, *batch): batch split over 2 devices, outputs sharded on out_batch_axis, one program
+    per distinct batch shapes."""
+    mesh = distributed.local_data_mesh(jax.devices()[:2])
+    w = np.arange(12, dtype=np.float32).reshape(3, 4)
+    runner = extract.BatchRunner(lambda st, x, m: (st["w"].T @ x.T * m[None], x.sum(1)), {"w": w}, mesh=mesh,
+                                 shard_params=True, out_batch_axis=1)
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    m = np.asarray([1, 0, 1, 1], np.float32)
+    y, tot = runner(x, m)
+    np.testing.assert_allclose(np.asarray(y), w.T @ x.T * m[None])
+    np.testing.assert_allclose(np.asarray(tot), x.sum(1))
+    assert y.sharding.spec == jax.sharding.PartitionSpec(None, "data") and runner.compile_s > 0
+    runner(x + 1, m)
+    runner(np.ones((2, 3), np.float32), np.ones(2, np.float32))
+    assert len(runner._compiled) == 2
+
+
 def test_resume_after_crash_computes_only_missing_prompts(enc, tmp_path, monkeypatch):
     full = extract.extract_features(enc, PROMPTS, store_dir=tmp_path / "full", batch_size=4, **KW)
     real_write = FeatureStore.write_shard
