@@ -2,7 +2,8 @@
 
 The arg is a comma-separated list of ``key=value`` (or bare ``key`` for True); lists use ``+``
 (``encoders=smollm2_135m+gemma3_270m``). Every key must be declared with a default, so a typo
-fails with a message naming the accepted keys instead of being ignored.
+fails with a message naming the accepted keys instead of being ignored. ``runlocal`` only changes
+defaults: an arg given explicitly next to it is never overridden (``runlocal,items=20`` has 20 items).
 """
 import types
 
@@ -25,9 +26,13 @@ def _convert(key, text, default):
     return text
 
 
-def parse_arg(arg: str | None, **defaults) -> types.SimpleNamespace:
-    """Parses ``"a=1,b,c=x+y"`` against typed ``defaults``; raises ValueError on unknown keys."""
-    parsed = dict(defaults)
+def parse_arg(arg: str | None, runlocal_defaults: dict | None = None, **defaults) -> types.SimpleNamespace:
+    """Parses ``"a=1,b,c=x+y"`` against typed ``defaults``; raises ValueError on unknown keys.
+
+    With a true ``runlocal`` arg, ``runlocal_defaults`` replace the defaults of the args they name (the
+    smoke test's sizes); arguments given explicitly always win, e.g. ``runlocal,items=20`` gives 20 items.
+    """
+    explicit = {}
     for item in (arg or "").split(","):
         item = item.strip()
         if not item:
@@ -38,9 +43,13 @@ def parse_arg(arg: str | None, **defaults) -> types.SimpleNamespace:
             raise ValueError(
                 f"unknown config arg {key!r}; accepted: {', '.join(sorted(defaults))}")
         try:
-            parsed[key] = _convert(key, value.strip() if "=" in item else "true", defaults[key])
+            explicit[key] = _convert(key, value.strip() if "=" in item else "true", defaults[key])
         except ValueError as e:
             raise ValueError(f"config arg {key}={value!r}: {e}") from None
+    parsed = dict(defaults)
+    if explicit.get("runlocal"):
+        parsed.update(runlocal_defaults or {})
+    parsed.update(explicit)
     return types.SimpleNamespace(**parsed)
 
 
@@ -61,6 +70,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.max_test = 0           # same for test prompts
     c.data.test_fraction = 0.15   # used when the dataset has no split of its own
     c.data.stratify_by = "task"
+    c.data.prices = ""            # JSON price file {model: [in $/M, out $/M]} for sources without prices/costs
+    c.data.drop_targets = ()      # target names removed after loading (e.g. single-class targets)
     # Label collection with local targets (source = collect).
     c.data.targets = ("smollm2_135m", "gemma3_270m", "qwen25_coder_05b")
     c.data.num_items = 400
@@ -113,10 +124,12 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+# `runlocal` arg defaults of configs on real routing data (see `parse_arg`): tiny random encoder, 300/100 prompts.
+REAL_DATA_RUNLOCAL_ARGS = {"encoders": ("tiny_llama",), "max_train": 300, "max_test": 100}
+
+
 def shrink_for_real_data_smoke_test(c: ml_collections.ConfigDict) -> None:
-    """`runlocal` for configs on real routing data: tiny random encoder, 300/100 prompts, 2 seeds."""
-    c.encoders = ("tiny_llama",)
-    c.data.max_train, c.data.max_test = 300, 100
+    """`runlocal` for configs on real routing data, beyond its arg defaults: small trunk, 2 seeds, 100 bootstraps."""
     c.router.pca_dim = 16
     c.router.num_seeds, c.router.keep, c.router.max_epochs = 2, 1, 10
     c.baselines.sentence_encoder = "tiny_bert"

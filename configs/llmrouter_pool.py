@@ -20,8 +20,8 @@ ALL_ENCODERS = ("smollm2_135m", "gemma3_270m", "qwen25_coder_05b")
 
 
 def get_config(arg=None):
-    a = common.parse_arg(arg, encoders=ALL_ENCODERS, max_train=0, max_test=0, criterion="fisher",
-                         layout="per_target", seed=0, runlocal=False)
+    a = common.parse_arg(arg, common.REAL_DATA_RUNLOCAL_ARGS, encoders=ALL_ENCODERS, max_train=0, max_test=0,
+                         criterion="fisher", layout="per_target", seed=0, runlocal=False)
     c = common.base_config()
     c.seed = a.seed
     c.data.source = "llmrouter"

@@ -13,8 +13,8 @@ from configs import common
 
 
 def get_config(arg=None):
-    a = common.parse_arg(arg, encoders=("smollm2_135m",), max_train=3000, max_test=1000, subset="mmlu", seed=0,
-                         runlocal=False)
+    a = common.parse_arg(arg, common.REAL_DATA_RUNLOCAL_ARGS, encoders=("smollm2_135m",), max_train=3000,
+                         max_test=1000, subset="mmlu", seed=0, runlocal=False)
     c = common.base_config()
     c.seed = a.seed
     c.data.source = "routellm"

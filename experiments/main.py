@@ -2,17 +2,25 @@
 
 Dispatches on ``config.experiment`` through the explicit ``EXPERIMENTS`` registry. Each experiment
 module exposes ``run(config, workdir) -> dict`` and writes its artifacts under ``workdir``:
-``config.json``, ``metrics.json``, ``report.md``, ``plots/`` and checkpoints.
+``config.json``, ``metrics.json`` (last, only when the run completes), ``report.md``, ``plots/`` and checkpoints.
+
+A workdir holds ONE run: rerunning the same command resumes it; a different config in a workdir that
+holds another run's ``config.json`` stops at once, naming the changed fields; ``--overwrite`` then
+deletes that run's outputs (``RUN_OUTPUTS``) and starts afresh. The config is checked
+(`prefill_router.validation`) before any stage runs. Errors print one line (``--verbose``: traceback).
 """
 import importlib
+import json
 import logging as std_logging
 import pathlib
-import sys
+import shutil
 import tempfile
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
+
+from prefill_router import cli
 
 # experiment name -> module exposing run(config, workdir)
 EXPERIMENTS = {
@@ -26,11 +34,14 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to an ml_collections config file, optionally with ':args'.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for all outputs of the run.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete the outputs of a run with another config in --workdir "
+                               "and start afresh (without it such a workdir is refused).")
 flags.mark_flags_as_required(["config", "workdir"])
 
-
-class UsageError(Exception):
-    """A problem with the command line or config that the user must fix; printed as one line."""
+UsageError = cli.UsageError
+# What experiments write into a workdir; --overwrite deletes these (and nothing else) before a changed run.
+RUN_OUTPUTS = ("config.json", "metrics.json", "report.md", "data_stats.json", "data_stats.md", "leaderboard.json",
+               "leaderboard.md", "leaderboard.png", "router", "train_state", "probes", "plots")
 
 
 def prepare_workdir(workdir: str) -> pathlib.Path:
@@ -43,6 +54,42 @@ def prepare_workdir(workdir: str) -> pathlib.Path:
     except OSError as e:
         raise UsageError(f"--workdir={workdir} cannot be written ({e.strerror}); choose another directory")
     return path
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def check_workdir_config(workdir: pathlib.Path, config_dict: dict, overwrite: bool) -> None:
+    """Refuses (UsageError) a workdir whose config.json differs from this run's config, unless ``overwrite``,
+    which deletes that run's outputs first."""
+    path = workdir / "config.json"
+    if not path.is_file():
+        return
+    try:
+        old = _flat(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        old = {"<unreadable config.json>": True}
+    new = _flat(json.loads(json.dumps(config_dict, default=str)))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if not changed:
+        return
+    if not overwrite:
+        shown = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3])
+        raise UsageError(f"--workdir={workdir} holds a run with another config ({shown}"
+                         f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''}); "
+                         "pass --overwrite to delete its outputs and start afresh, or choose a new --workdir")
+    logging.warning("--overwrite: deleting the outputs of the previous run in %s (changed: %s)", workdir,
+                    ", ".join(changed))
+    for name in RUN_OUTPUTS:
+        target = workdir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
 
 
 def resolve_experiment(config):
@@ -61,14 +108,17 @@ def main(argv):
         raise UsageError(f"unexpected positional arguments: {' '.join(argv[1:])}")
     import jax  # imported here so that --help stays fast
 
-    from prefill_router import fileio
+    from prefill_router import fileio, validation
     from prefill_router.features import distributed
 
     jax.config.config_with_absl()
     distributed.maybe_initialize()  # multi-host runs: settings from the environment (see launch/)
     config = load_config()
     module = resolve_experiment(config)
+    validation.check_config(config)
     workdir = prepare_workdir(_WORKDIR.value)
+    if jax.process_index() == 0:
+        check_workdir_config(workdir, config.to_dict(), _OVERWRITE.value)
     logging.info("JAX %s on %d %s device(s), process %d of %d: %s", jax.__version__, jax.device_count(),
                  jax.default_backend(), jax.process_index(), jax.process_count(), jax.devices())
     logging.info("Config:\n%s", config)
@@ -84,21 +134,12 @@ USAGE = ("usage: python -m experiments.main --config=configs/<name>.py[:args] --
          "[--config.<field>=<value> ...]")
 
 
-def _last_line(e: BaseException) -> str:
-    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-    text = lines[-1] if lines else type(e).__name__
-    if isinstance(e, AttributeError) and text.strip("\"'") and text.strip("\"'").isidentifier():
-        return f"unknown config field {text.strip(chr(34) + chr(39))!r} in a --config.<field> override"
-    return text
-
-
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing that reports a bad flag, config arg or override in one line."""
     try:
         return flags.FLAGS(argv)
-    except (flags.Error, OSError, ValueError, TypeError, AttributeError) as e:
-        print(f"error: {_last_line(e)}\n{USAGE}", file=sys.stderr)
-        sys.exit(2)
+    except (flags.Error, OSError, ValueError, TypeError, AttributeError, KeyError) as e:
+        raise UsageError(f"{cli.one_line(e)} ({USAGE})") from None
 
 
 def load_config():
@@ -108,7 +149,7 @@ def load_config():
         config.get("experiment")  # a placeholder for a failed load raises its IOError on first use
         return config
     except OSError as e:
-        raise UsageError(f"cannot load the config: {_last_line(e)}") from None
+        raise UsageError(f"cannot load the config: {cli.one_line(e)}") from None
 
 
 class _QuietLibraries(std_logging.Filter):
@@ -122,11 +163,7 @@ class _QuietLibraries(std_logging.Filter):
 def run_cli():
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_QuietLibraries())
-    try:
-        app.run(main, flags_parser=parse_flags)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    cli.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@
 
 The tolerance rule (cheapest target within τ of the best P(correct); default τ = 0.2) is used unless
 --lam selects the λ-utility rule. --prompts_file holds one prompt per line (blank lines skipped).
+An empty --prompt, or a checkpoint that fails its checksums, stops with a one-line error (exit 2).
 """
 import pathlib
-import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from prefill_router import cli
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Router checkpoint directory (workdir/router).")
 _PROMPT = flags.DEFINE_multi_string("prompt", [], "A prompt to route (repeatable).")
@@ -22,13 +24,21 @@ flags.mark_flag_as_required("checkpoint")
 
 def read_prompts() -> list[str]:
     prompts = list(_PROMPT.value)
+    empty = [i for i, p in enumerate(prompts, 1) if not p.strip()]
+    if empty:
+        raise cli.UsageError(f"--prompt number {empty[0]} is empty or whitespace; give the text to route")
     if _PROMPTS_FILE.value:
         path = pathlib.Path(_PROMPTS_FILE.value)
         if not path.is_file():
-            raise app.UsageError(f"--prompts_file {path} does not exist")
-        prompts += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            raise cli.UsageError(f"--prompts_file {path} does not exist")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as e:
+            line = path.read_bytes()[:e.start].count(b"\n") + 1
+            raise cli.UsageError(f"--prompts_file {path} line {line} is not UTF-8; re-save the file as UTF-8") from None
+        prompts += [line.strip() for line in text.splitlines() if line.strip()]
     if not prompts:
-        raise app.UsageError("give at least one --prompt or a --prompts_file")
+        raise cli.UsageError("give at least one --prompt or a --prompts_file with a non-blank line")
     return prompts
 
 
@@ -38,11 +48,7 @@ def main(argv):
 
     logging.set_verbosity(logging.WARNING)
     prompts = read_prompts()
-    try:
-        predictor = RouterPredictor.load(_CHECKPOINT.value, _CACHE_DIR.value)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    predictor = RouterPredictor.load(_CHECKPOINT.value, _CACHE_DIR.value)
     choices, P, costs = predictor.route(prompts, tolerance=_TOLERANCE.value, lam=_LAM.value)
     rule = f"λ-utility (λ={_LAM.value})" if _LAM.value is not None else f"tolerance (τ={_TOLERANCE.value})"
     names = predictor.targets
@@ -57,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -1,0 +1,133 @@
+"""Bad input through the real entry points fails early with one line (exit 2, no traceback); Ctrl-C resumes.
+
+Every case here stops before any expensive stage (no features are extracted)."""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from configs import common
+from configs import llmrouter_pool
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+PIPELINE = "--config=configs/default.py:runlocal"
+
+
+def _run(*args, timeout=180, cache=None):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    if cache is not None:
+        env["PREFILL_ROUTER_CACHE"] = str(cache)
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.mark.parametrize("args, fragments", [
+    # 12: a misspelled override is one clean line with the suggestion
+    ([PIPELINE, "--config.router.num_seed=3"],
+     ["unknown config field 'num_seed' in a --config.<field> override", 'did you mean "num_seeds"']),
+    # 4: an explicit arg next to runlocal is not overridden, so a misspelled encoder is caught
+    (["--config=configs/llmrouter_pool.py:runlocal,encoders=tiny_lama"], ["encoders: unknown encoder 'tiny_lama'"]),
+    (["--config=configs/default.py:runlocal,encoders=tiny_lama"], ["encoders: unknown encoder 'tiny_lama'"]),
+    # 7: values checked before any stage
+    ([PIPELINE, "--config.router.keep=5"], ["router.keep=5 must be between 1 and router.num_seeds=2"]),
+    ([PIPELINE, "--config.encoders=('nope',)"], ["encoders: unknown encoder 'nope'"]),
+    ([PIPELINE, "--config.data.targets=('tiny_llama','gpt5')"], ["data.targets: unknown encoder 'gpt5'"]),
+    ([PIPELINE, "--config.probe.criterion=auc"], ["probe.criterion='auc'; choose one of"]),
+    ([PIPELINE, "--config.data.source=long"], ["reads a file: set --config.data.path=FILE"]),
+    ([PIPELINE, "--config.data.source=long", "--config.data.path=/no/such.csv"], ["data.path /no/such.csv does not exist"]),
+    ([PIPELINE, "--config.data.prices=/no/prices.json"], ["data.prices file /no/prices.json does not exist"]),
+])
+def test_config_errors_are_one_line_before_any_stage(args, fragments, tmp_path):
+    proc = _run("-m", "experiments.main", *args, f"--workdir={tmp_path}")
+    _one_line_error(proc, *fragments)
+    assert "stage data" not in proc.stderr
+
+
+def test_verbose_adds_the_traceback(tmp_path):
+    proc = _run("-m", "experiments.main", PIPELINE, "--config.router.keep=5", "--verbose", f"--workdir={tmp_path}")
+    assert proc.returncode == 2 and "Traceback" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: router.keep=5")
+
+
+def test_scalar_price_file_is_one_line(tmp_path):
+    prices = tmp_path / "prices.json"
+    prices.write_text('{"tiny_llama": 0.5}')
+    proc = _run("-m", "experiments.main", PIPELINE, f"--config.data.prices={prices}", f"--workdir={tmp_path / 'w'}")
+    _one_line_error(proc, "price of 'tiny_llama' is 0.5; expected a pair [input $/M, output $/M]")
+
+
+def test_changed_config_in_a_used_workdir_is_refused_at_start(tmp_path):
+    """5: a workdir holding another run's config.json stops before any stage, naming the fix."""
+    from configs import default
+    previous = default.get_config("runlocal").to_dict()
+    previous["seed"] = 3  # the run already in the workdir used seed 3
+    (tmp_path / "config.json").write_text(json.dumps(previous, default=str))
+    (tmp_path / "metrics.json").write_text("{}")
+    proc = _run("-m", "experiments.main", PIPELINE, f"--workdir={tmp_path}")
+    _one_line_error(proc, "holds a run with another config (seed 3 -> 0)", "--overwrite", "new --workdir")
+    assert "stage data" not in proc.stderr and json.loads((tmp_path / "config.json").read_text())["seed"] == 3
+
+
+def test_overwrite_deletes_only_the_previous_runs_outputs(tmp_path):
+    from experiments import main
+    for name in ("metrics.json", "report.md", "config.json"):
+        (tmp_path / name).write_text("{}")
+    for name in ("router", "train_state", "probes"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x").write_text("x")
+    (tmp_path / "notes.txt").write_text("mine")
+    main.check_workdir_config(tmp_path, {}, overwrite=False)  # '{}' == {}: the same config, nothing happens
+    assert (tmp_path / "metrics.json").exists()
+    with pytest.raises(main.UsageError, match="seed None -> 1"):
+        main.check_workdir_config(tmp_path, {"seed": 1}, overwrite=False)
+    main.check_workdir_config(tmp_path, {"seed": 1}, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_ctrl_c_prints_resume_hint(tmp_path, shared_data):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PREFILL_ROUTER_CACHE": str(tmp_path / "c"),
+           "PREFILL_ROUTER_DATA": str(shared_data)}
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.main", "--config=configs/llmrouter_pool.py:runlocal",
+                             f"--workdir={tmp_path / 'w'}"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:  # wait until the run is inside its first stage (reading the LLMRouter files)
+        seen.append(line)
+        if "stage data" in line:
+            break
+    assert seen and "stage data" in seen[-1], "".join(seen)[-3000:]
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130
+    assert "Traceback" not in rest
+    assert rest.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
+
+
+def test_runlocal_never_overrides_explicit_args():
+    """4: runlocal only changes defaults."""
+    c = llmrouter_pool.get_config("runlocal,max_train=50,encoders=smollm2_135m")
+    assert c.data.max_train == 50 and c.encoders == ("smollm2_135m",) and c.data.max_test == 100
+    c = llmrouter_pool.get_config("runlocal")
+    assert c.data.max_train == 300 and c.encoders == ("tiny_llama",)
+    from configs import default, evaluate
+    assert default.get_config("runlocal,items=20").data.num_items == 20
+    assert default.get_config("runlocal,encoders=tiny_lama").encoders == ("tiny_lama",)  # then refused by name
+    assert evaluate.get_config("checkpoint=d,runlocal,seed=3").data.num_items == default.get_config("runlocal").data.num_items
+    a = common.parse_arg("items=20,runlocal", {"items": 48}, items=400, runlocal=False)
+    assert a.items == 20
+    assert common.parse_arg("runlocal", {"items": 48}, items=400, runlocal=False).items == 48
+    assert common.parse_arg("", {"items": 48}, items=400, runlocal=False).items == 400
