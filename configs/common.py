@@ -60,6 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.data_dir = ""   # '' -> $PREFILL_ROUTER_DATA or <repo>/../shared/data
     c.cache_dir = ""  # '' -> $PREFILL_ROUTER_CACHE or ~/.cache/prefill_router
+    c.compile_cache = True  # JAX persistent compilation cache in <cache_dir>/jax_compile; False or env
+    #                         PREFILL_ROUTER_COMPILE_CACHE=0 turns it off
 
     c.data = ml_collections.ConfigDict()
     c.data.source = "llmrouter"  # collect | llmrouter | routellm | routerbench | long
@@ -109,10 +111,21 @@ def base_config() -> ml_collections.ConfigDict:
     c.router.val_fraction = 0.15
     c.router.num_seeds = 10
     c.router.keep = 5
+    c.router.kind = "shared_trunk"  # shared_trunk | cross_attention (adds the cross-attention routers, per-query
+    #                                 length prediction and reward curves)
+
+    c.cross_attention = ml_collections.ConfigDict()
+    c.cross_attention.queries = ("prefill", "sentence")  # query tokens: prefill feature blocks and/or the sentence embedding
+    c.cross_attention.width = 64
+    c.cross_attention.ffn = 128
+    c.cross_attention.dropout = 0.1
+    c.cross_attention.length_weight = 0.5  # [Assumption] weight of the masked log-length MSE beside the BCE
 
     c.routing = ml_collections.ConfigDict()
     c.routing.tolerance = 0.2
     c.routing.lam = 0.5
+    c.routing.reward_forms = ("linear", "exponential")  # reward routing: λ·p − c and p·exp(−c/λ)
+    c.routing.n_lambdas = 201  # λ grid of the reward curves (log-spaced over the tie points)
 
     c.baselines = ml_collections.ConfigDict()
     c.baselines.semantic = True     # kNN and MLP on all-MiniLM-L6-v2 embeddings

@@ -108,12 +108,13 @@ def main(argv):
         raise UsageError(f"unexpected positional arguments: {' '.join(argv[1:])}")
     import jax  # imported here so that --help stays fast
 
-    from prefill_router import fileio, validation
+    from prefill_router import fileio, paths, validation
     from prefill_router.features import distributed
 
     jax.config.config_with_absl()
     distributed.maybe_initialize()  # multi-host runs: settings from the environment (see launch/)
     config = load_config()
+    paths.enable_compile_cache(config.get("cache_dir") or None, enabled=config.get("compile_cache", True))
     module = resolve_experiment(config)
     validation.check_config(config)
     workdir = prepare_workdir(_WORKDIR.value)
