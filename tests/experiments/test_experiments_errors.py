@@ -131,3 +131,45 @@ def test_runlocal_never_overrides_explicit_args():
     assert a.items == 20
     assert common.parse_arg("runlocal", {"items": 48}, items=400, runlocal=False).items == 48
     assert common.parse_arg("", {"items": 48}, items=400, runlocal=False).items == 400
+
+
+@pytest.fixture(scope="module")
+def saved_router(tmp_path_factory):
+    """A small router checkpoint (one shared block over tiny_llama's layer 1; random trunk weights)."""
+    import jax
+    import numpy as np
+    from prefill_router import router
+    from prefill_router.router import model
+    spec = router.SharedBlockSpec((router.FeatureSource("tiny_llama", 1, "mean"),), 3)
+    transforms, _ = router.build_design({("tiny_llama", 1, "mean"): np.random.default_rng(0).normal(size=(12, 5))},
+                                        [spec], np.arange(12))
+    cfg = model.TrunkConfig(d_in=3, n_targets=2, hidden=(4,), dropout=(0.0,))
+    params = jax.tree.map(lambda x: np.asarray(x)[None], model.init_params(cfg, jax.random.PRNGKey(1))[1])
+    bundle = router.RouterBundle(("a", "b"), [spec], transforms, router.Ensemble(cfg, params, (0,), np.zeros(1)),
+                                 prices={"a": (1.0, 1.0), "b": (2.0, 2.0)}, encoders={"tiny_llama": {}})
+    return router.save_router(tmp_path_factory.mktemp("ckpt") / "router", bundle)
+
+
+@pytest.mark.parametrize("prompt", ["", "   "])
+def test_route_refuses_an_empty_prompt(prompt, saved_router):
+    proc = _run("-m", "experiments.route", f"--checkpoint={saved_router}", "--prompt", "fine", "--prompt", prompt)
+    _one_line_error(proc, "--prompt number 2 is empty or whitespace")
+
+
+@pytest.mark.parametrize("victim", ["router.json", "arrays"])
+def test_route_refuses_a_damaged_checkpoint(victim, saved_router, tmp_path):
+    """10 and 3: a truncated router.json or a flipped array file names the file and says to re-save the router."""
+    import shutil
+    copy = pathlib.Path(shutil.copytree(saved_router, tmp_path / "router"))
+    if victim == "router.json":
+        path = copy / "router.json"
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        path = max((p for p in (copy / "arrays").rglob("*") if p.is_file() and p.parent.name == "d"),
+                   key=lambda p: p.stat().st_size)
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2:len(data) // 2 + 64] = bytes(b ^ 0xFF for b in data[len(data) // 2:len(data) // 2 + 64])
+        path.write_bytes(bytes(data))
+    proc = _run("-m", "experiments.route", f"--checkpoint={copy}", "--prompt", "What is 3 + 4?")
+    _one_line_error(proc, str(path), "corrupt or truncated", "re-save the router")
+    assert "route →" not in proc.stdout
