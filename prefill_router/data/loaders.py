@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import dataclasses
 import gzip
 import io
 import json
@@ -167,6 +168,21 @@ def _derive_prices(prompts: Sequence[str], targets: Sequence[str], costs: np.nda
         blended = float(np.sum(costs[known, j])) / tokens * 1e6
         prices[target] = (blended, blended)
     return prices
+
+
+def prices_from_rows(ds: RoutingDataset, rows: np.ndarray) -> RoutingDataset:
+    """``ds`` with its derived blended prices (meta['prices_derived']) recomputed from ``rows`` alone.
+
+    A router ranks targets by price, so prices derived from realised costs must come from training rows
+    only; loaders derive them from every row (the split does not exist yet). Given prices are kept.
+    """
+    if not ds.meta.get("prices_derived") or ds.costs is None:
+        return ds
+    rows = np.asarray(rows)
+    prices = _derive_prices([ds.prompts[i] for i in rows], ds.targets, ds.costs[rows],
+                            None if ds.output_tokens is None else ds.output_tokens[rows])
+    return dataclasses.replace(ds, prices=prices, meta={**ds.meta, "prices": ds.meta["prices"]
+                                                         + f" (on {len(rows)} training rows)"})
 
 
 def _response_tokens(response: Any) -> float:
@@ -432,7 +448,7 @@ def load_routerbench(path: str | os.PathLike, threshold: float = 0.5,
             prompts=prompts, tasks=tasks, targets=targets, labels=labels, mask=~np.isnan(labels),
             split=None, prices=dict(prices), output_tokens=output_tokens, costs=costs, name=name,
             scores=scores, meta={"source": str(path), "threshold": threshold, "prices": price_note,
-                                 "dropped_unlabelled": empty})
+                                 "prices_derived": price_note != "given", "dropped_unlabelled": empty})
 
 
 # --------------------------------------------------------------------------------- long format
@@ -528,7 +544,7 @@ def load_long_format(path: str | os.PathLike, prices: Mapping[str, tuple[float, 
             split=[next(iter(split_of[q]), UNASSIGNED) for q in prompts], prices=dict(prices),
             output_tokens=output_tokens if np.any(~np.isnan(output_tokens)) else None,
             costs=costs if has_costs else None, name=name or path.name.split(".")[0],
-            meta={"source": str(path), "prices": price_note})
+            meta={"source": str(path), "prices": price_note, "prices_derived": price_note != "given"})
 
 
 # --------------------------------------------------------------------------------- one-call entry

@@ -398,3 +398,17 @@ def test_drop_targets():
         ds.drop_targets(["c"])
     with pytest.raises(ValueError, match="drops every target"):
         ds.drop_targets(["a", "b"])
+
+
+def test_derived_prices_recomputed_from_training_rows(tmp_path):
+    from prefill_router.data import loaders
+    rows = [{"question": "one two", "model": "a", "is_correct": 1, "output_tokens": 6, "cost": 1e-5},
+            {"question": "three", "model": "a", "is_correct": 0, "output_tokens": 8, "cost": 9e-5}]
+    ds = load_long_format(write_long(tmp_path / "r.csv", rows))
+    assert ds.meta["prices_derived"]
+    assert ds.prices["a"][0] == pytest.approx((1e-5 + 9e-5) / (4 + 6 + 2 + 8) * 1e6)
+    train_only = loaders.prices_from_rows(ds, np.array([0]))  # the test row's realised cost is not used
+    assert train_only.prices["a"] == pytest.approx((1e-5 / 10 * 1e6,) * 2)
+    assert "on 1 training rows" in train_only.meta["prices"]
+    given = load_long_format(write_long(tmp_path / "r.csv", rows), prices={"a": (5, 6)})
+    assert loaders.prices_from_rows(given, np.array([0])) is given
