@@ -52,13 +52,13 @@ class EncoderConfig:
     head_dim: int                    # H
     rms_norm_eps: float = 1e-6
     rope_theta: float = 10000.0
-    rope_local_theta: float | None = None   # gemma3: theta of sliding-window layers
+    rope_local_theta: float | None = None   # theta of sliding-window layers (else rope_theta)
     rope_scaling: Llama3RopeScaling | None = None
     max_position_embeddings: int = 8192
     tie_word_embeddings: bool = True
     attention_bias: bool = False     # bias on q/k/v projections
     o_proj_bias: bool = False        # bias on the attention output projection
-    qk_norm: bool = False            # RMSNorm over H on queries and keys (qwen3, gemma3)
+    qk_norm: bool = False            # RMSNorm over H on queries and keys
     sliding_window: int | None = None
     layer_types: tuple[str, ...] | None = None   # per block FULL | SLIDING; None = all FULL
     query_pre_attn_scalar: float | None = None   # attention scale = this**-0.5 (else H**-0.5)
@@ -104,11 +104,6 @@ class EncoderConfig:
 TINY = dict(vocab_size=61, hidden_size=44, intermediate_size=97, num_layers=3, num_heads=4, num_kv_heads=2,
             head_dim=10, rms_norm_eps=1e-6, rope_theta=10000.0, max_position_embeddings=128,
             tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2)
-
-
-def pattern_layer_types(num_layers: int, pattern: int) -> tuple[str, ...]:
-    """Gemma's `sliding_window_pattern`: every `pattern`-th block (1-based) is global."""
-    return tuple(FULL if (i + 1) % pattern == 0 else SLIDING for i in range(num_layers))
 
 
 # ---------------------------------------------------------------------- helpers for family converters
