@@ -18,6 +18,9 @@ from prefill_router.encoders import registry
 from prefill_router.probes.select import CRITERIA
 
 LAYOUTS = ("per_target", "shared")
+ROUTER_KINDS = ("shared_trunk", "cross_attention")
+CROSS_ATTENTION_QUERIES = ("prefill", "sentence")
+REWARD_FORMS = ("linear", "exponential")
 FILE_SOURCES = ("routerbench", "long")
 _SPEC_PREFIXES = ("gguf:", "hf:", "hub:")
 
@@ -80,6 +83,7 @@ def check_config(config) -> None:
     layout = _get(config, "router.layout")
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(f"router.layout={layout!r}; choose one of {', '.join(LAYOUTS)}")
+    _check_router_kind(config)
     if _get(config, "data.source") in FILE_SOURCES:
         path = _get(config, "data.path", "")
         if not path:
@@ -91,6 +95,27 @@ def check_config(config) -> None:
         raise ValueError(f"data.drop_targets={drop!r} must be a tuple of target names, e.g. "
                          "--config.data.drop_targets=\"('model_a','model_b')\"")
     prices_from_config(config)
+
+
+def _check_subset(config, field: str, allowed: tuple) -> None:
+    values = _get(config, field)
+    if values is not None and (isinstance(values, str) or not values or set(values) - set(allowed)):
+        raise ValueError(f"{field}={values!r} must be a non-empty tuple drawn from {allowed}")
+
+
+def _check_router_kind(config) -> None:
+    """router.kind and the cross-attention router's fields (router/cross_attention.py, reward routing)."""
+    kind = _get(config, "router.kind")
+    if kind is not None and kind not in ROUTER_KINDS:
+        raise ValueError(f"router.kind={kind!r}; choose one of {', '.join(ROUTER_KINDS)}")
+    _check_subset(config, "cross_attention.queries", CROSS_ATTENTION_QUERIES)
+    _check_subset(config, "routing.reward_forms", REWARD_FORMS)
+    ranges = {"routing.n_lambdas": (2, None), "cross_attention.width": (1, None), "cross_attention.ffn": (1, None),
+              "cross_attention.dropout": (0, 1), "cross_attention.length_weight": (0, None)}  # [low, high)
+    for field, (low, high) in ranges.items():
+        value = _get(config, field)
+        if value is not None and not (low <= value and (high is None or value < high)):
+            raise ValueError(f"{field}={value!r} must be >= {low}" + (f" and < {high}" if high is not None else ""))
 
 
 def min_train_rows(config) -> int:

@@ -173,3 +173,19 @@ def test_route_refuses_a_damaged_checkpoint(victim, saved_router, tmp_path):
     proc = _run("-m", "experiments.route", f"--checkpoint={copy}", "--prompt", "What is 3 + 4?")
     _one_line_error(proc, str(path), "corrupt or truncated", "re-save the router")
     assert "route →" not in proc.stdout
+
+
+def test_check_config_cross_attention_fields():
+    from configs import default
+    from prefill_router import validation
+    validation.check_config(default.get_config("runlocal"))
+    for field, value, match in [("router.kind", "mlp", "router.kind='mlp'"),
+                                ("cross_attention.queries", ("prefill", "tokens"), "cross_attention.queries"),
+                                ("routing.reward_forms", (), "routing.reward_forms"),
+                                ("routing.n_lambdas", 1, "routing.n_lambdas=1 must be >= 2"),
+                                ("cross_attention.dropout", 1.0, "must be >= 0 and < 1")]:
+        c = default.get_config("runlocal")
+        section, name = field.split(".")
+        c[section][name] = value
+        with pytest.raises(ValueError, match=match):
+            validation.check_config(c)
