@@ -29,8 +29,9 @@ benchmark's peer).
 Execution: rows are length-bucketed (features/bucketing.py); per padded [B, T] batch one jitted program
 runs the target (`model(ids, mask, positions=, segment_ids=)`, the encoder's packed mode), gathers the P distinct
 predicting positions (flattened over the batch), unembeds only those ([P, V]: the Gemma vocabulary is
-262k), takes the log-softmax and reads the Q scored tokens' log-probs. P and Q are padded to powers of two
->= 16; compiled shapes: one per (B, T, P, Q). Batches are dispatched before the previous one is read back.
+262k), takes the log-softmax and reads the Q scored tokens' log-probs. P and Q are padded, per [B, T], to the
+power of two >= 16 that covers all its batches, so there is one compiled program per [B, T] shape.
+Batches are dispatched before the previous one is read back.
 
 Axes: N items, O options (max over items), R rows, B batch, T tokens, P predicting positions, Q scored
 tokens, V vocab, D width.
@@ -155,46 +156,47 @@ def score_rows(model: nnx.Module, rows: ClozeRows, pad_id: int, *, batch_tokens:
     plan = bucketing.plan_batches(lengths, batch_tokens=batch_tokens, max_length=max_length)
     by_row = np.argsort(rows.row, kind="stable")
     starts = np.searchsorted(rows.row[by_row], np.arange(len(rows.tokens) + 1))
+    t0 = time.perf_counter()
+    host = [_host_batch(rows, batch, by_row, starts, pad_id) for batch in plan.batches]
+    sizes: dict[tuple[int, int], tuple[int, int]] = {}  # per [B, T]: padded (P, Q), the max over its batches
+    for batch, (_, pred, pair_pred, _, _) in zip(plan.batches, host):
+        p, q = sizes.get(batch.shape, (0, 0))
+        sizes[batch.shape] = max(p, _pad_to_pow2(len(pred))), max(q, _pad_to_pow2(len(pair_pred)))
     graphdef, state = nnx.split(model)
     out = np.zeros(len(rows.row), np.float64)
-    t0 = time.perf_counter()
-
-    def dispatch(batch):
-        shape = batch.shape
-        ids = np.full(shape, pad_id, np.int32)
-        mask, pos, seg = (np.zeros(shape, np.int32) for _ in range(3))
-        mask[len(batch.indices):, 0] = 1  # dummy rows: one visible token, so no query sees nothing
-        pred: dict[int, int] = {}
-        pair_pred, pair_tok, pair_idx = [], [], []
-        for b, r in enumerate(batch.indices):
-            n = len(rows.tokens[r])
-            ids[b, :n], pos[b, :n], seg[b, :n] = rows.tokens[r], rows.positions[r], rows.segments[r]
-            mask[b, :n] = 1
-            for q in by_row[starts[r]:starts[r + 1]]:
-                flat = b * batch.length + int(rows.at[q])
-                pair_pred.append(pred.setdefault(flat, len(pred)))
-                pair_tok.append(int(rows.token[q]))
-                pair_idx.append(q)
-        p, nq = _pad_to_pow2(len(pred)), _pad_to_pow2(len(pair_idx))
-        flat_pred = np.zeros(p, np.int32)
-        flat_pred[:len(pred)] = list(pred)
-        logp = _score_batch(graphdef, state, ids, mask, pos, seg, flat_pred,
-                            np.pad(np.asarray(pair_pred, np.int32), (0, nq - len(pair_idx))),
-                            np.pad(np.asarray(pair_tok, np.int32), (0, nq - len(pair_idx))))
-        return np.asarray(pair_idx, np.int64), logp
-
     pending = None
-    for batch in tqdm(plan.batches, desc=desc, disable=not progress, leave=False):
-        current = dispatch(batch)  # runs asynchronously while the previous batch is read back
-        if pending is not None:
+    for batch, (arrays, pred, pair_pred, pair_tok, pair_idx) in tqdm(
+            list(zip(plan.batches, host)), desc=desc, disable=not progress, leave=False):
+        p, q = sizes[batch.shape]
+        logp = _score_batch(graphdef, state, *arrays, np.pad(pred, (0, p - len(pred))),
+                            np.pad(pair_pred, (0, q - len(pair_pred))), np.pad(pair_tok, (0, q - len(pair_tok))))
+        if pending is not None:  # read the previous batch back while this one runs
             out[pending[0]] = np.asarray(pending[1])[:len(pending[0])]
-        pending = current
+        pending = pair_idx, logp
     out[pending[0]] = np.asarray(pending[1])[:len(pending[0])]
     wall = time.perf_counter() - t0
     stats = {"rows": len(rows.tokens), "tokens": int(lengths.sum()), "padded_tokens": plan.padded_tokens,
              "wall_s": wall, "tokens_per_s": float(lengths.sum() / wall) if wall else float("nan"),
-             "shapes": len(plan.shapes)}
+             "shapes": len(sizes)}
     return out, stats
+
+
+def _host_batch(rows: ClozeRows, batch: bucketing.Batch, by_row: np.ndarray, starts: np.ndarray, pad_id: int):
+    """One batch's host arrays: ((ids, mask, positions, segments) [B, T] int32, pred [P'] flat predicting
+    positions, pair_pred [Q'] index into pred, pair_tok [Q'] scored tokens, pair_idx [Q'] index into the rows'
+    scored tokens), before padding P' and Q'."""
+    ids = np.full(batch.shape, pad_id, np.int32)
+    mask, pos, seg = (np.zeros(batch.shape, np.int32) for _ in range(3))
+    mask[len(batch.indices):, 0] = 1  # dummy rows: one visible token, so no query sees nothing
+    for b, r in enumerate(batch.indices):
+        n = len(rows.tokens[r])
+        ids[b, :n], pos[b, :n], seg[b, :n], mask[b, :n] = rows.tokens[r], rows.positions[r], rows.segments[r], 1
+    pair_idx = np.concatenate([by_row[starts[r]:starts[r + 1]] for r in batch.indices])
+    local = np.repeat(np.arange(len(batch.indices)), [starts[r + 1] - starts[r] for r in batch.indices])
+    flat = local * batch.length + rows.at[pair_idx]
+    pred, pair_pred = np.unique(flat, return_inverse=True)  # options' shared first-token positions once
+    return ((ids, mask, pos, seg), pred.astype(np.int32), pair_pred.astype(np.int32),
+            rows.token[pair_idx].astype(np.int32), pair_idx)
 
 
 def pad_id_of(tokenizer: Any) -> int:
