@@ -157,10 +157,11 @@ class TrainStateCheckpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        from_pure_dict(like, self._mngr.item_metadata(step)["state"].tree, f"checkpoint {self.directory} step {step}")
+        what = f"checkpoint {self.directory} step {step} (delete the directory to start afresh)"
+        from_pure_dict(like, self._mngr.item_metadata(step)["state"].tree, what)
         out = self._mngr.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(_target(to_pure_dict(like))), meta=ocp.args.JsonRestore()))
-        tree = from_pure_dict(like, out["state"], f"checkpoint {self.directory}")
+        tree = from_pure_dict(like, out["state"], what)
         return jax.tree.map(jax.numpy.asarray, tree), dict(out["meta"])
 
     def close(self) -> None:
