@@ -31,14 +31,14 @@ def training_data(spec: str) -> types.SimpleNamespace:
     """Training rows of a config: features (FeatureSet of the first encoder), n_layers, Y [N, K] (0 where
     missing), M [N, K], targets, name; plus ``rows`` (their indices in the dataset)."""
     if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))  # experiments/ and configs/ are not part of the installed package
-    from experiments import pipeline
+        sys.path.insert(0, str(REPO))  # configs/ is not part of the installed package
+    from prefill_router import stages
 
     config = load_config(spec)
     config.encoders = tuple(config.encoders)[:1]
-    ds = pipeline.load_routing_data(config)
+    ds = stages.load_routing_data(config)
     rows = ds.rows("train")
-    ((fs, n_layers),) = pipeline.extract_all(config, ds.prompts).values()
+    ((fs, n_layers),) = stages.extract_all(config, ds.prompts).values()
     mask = ds.mask[rows]
     print(f"{spec}: {ds.name}, encoder {config.encoders[0]}, {len(rows)} training rows, targets {ds.targets}")
     return types.SimpleNamespace(features=fs, n_layers=n_layers, Y=np.where(mask, ds.labels[rows], 0.0), M=mask,

@@ -11,8 +11,9 @@ import pathlib
 import numpy as np
 from absl import logging
 
-from experiments import pipeline
 from prefill_router import data as data_lib
+from prefill_router import fileio, stages
+from prefill_router.evaluation import leaderboard
 from prefill_router.evaluation import plots as plots_lib
 from prefill_router.evaluation import report as report_lib
 from prefill_router.predict import RouterPredictor
@@ -22,7 +23,7 @@ def run(config, workdir: pathlib.Path) -> dict:
     if not config.checkpoint:
         raise ValueError("set the router checkpoint: --config=configs/evaluate.py:checkpoint=DIR")
     predictor = RouterPredictor.load(config.checkpoint, config.cache_dir or None)
-    ds = pipeline.load_routing_data(config)
+    ds = stages.load_routing_data(config)
     missing = [t for t in predictor.targets if t not in ds.targets]
     if missing:
         raise ValueError(f"the dataset {ds.name!r} lacks the checkpoint's targets {missing}; "
@@ -42,10 +43,9 @@ def run(config, workdir: pathlib.Path) -> dict:
                                         seed=config.seed, best_single_index=best_single,
                                         operating_tolerance=config.routing.tolerance)
     plot_files = plots_lib.plot_result(result, workdir / "plots")
-    metrics = {"headline": {k: result["headline"][k] for k in pipeline.HEADLINE if k in result["headline"]},
-               "router": result, "checkpoint": str(config.checkpoint), "split": config.split, "plots": plot_files}
-    pipeline.write_json(workdir / "metrics.json", metrics)
-    text = report_lib.markdown_report(result, title=f"Router {config.checkpoint} on {ds.name} ({config.split})")
-    (workdir / "report.md.tmp").write_text(text)
-    (workdir / "report.md.tmp").replace(workdir / "report.md")
+    metrics = {"headline": leaderboard.headline(result), "router": result, "checkpoint": str(config.checkpoint),
+               "split": config.split, "plots": plot_files}
+    stages.write_json(workdir / "metrics.json", metrics)
+    fileio.atomic_write_text(workdir / "report.md", report_lib.markdown_report(
+        result, title=f"Router {config.checkpoint} on {ds.name} ({config.split})"))
     return metrics

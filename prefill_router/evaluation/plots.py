@@ -3,6 +3,7 @@
 * ``plot_cost_accuracy``: cost–accuracy curves of routers, single models as labelled markers, Oracle line.
 * ``plot_reliability``: reliability diagrams per target (accuracy vs mean confidence, bin counts).
 * ``plot_auc_bars``: per-target AUC bars with bootstrap CI whiskers, one bar group per router.
+* ``plot_transfer_matrix``: encoder x target heat map of test AUC with CIs (the transfer experiment).
 Palette: Okabe–Ito (colourblind-safe). Every figure is written atomically (`fileio.atomic_writer`).
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np  # noqa: E402
 
 from prefill_router import fileio  # noqa: E402
 
-__all__ = ["OKABE_ITO", "plot_cost_accuracy", "plot_reliability", "plot_auc_bars", "plot_result"]
+__all__ = ["OKABE_ITO", "plot_cost_accuracy", "plot_reliability", "plot_auc_bars", "plot_result",
+           "plot_transfer_matrix"]
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">"]
@@ -171,3 +173,29 @@ def plot_result(result: dict, out_dir, prefix: str = "router") -> list[str]:
                                   names))
     paths.append(plot_auc_bars(os.path.join(out_dir, f"{prefix}_auc.png"), {prefix: _auc_with_ci(result)}, names))
     return paths
+
+
+def plot_transfer_matrix(path, m: Mapping, control: str) -> str:
+    """Heat map of test AUC (encoders x targets), cells annotated with AUC and CI; own-state cells boxed.
+
+    m: {"auc", "ci_low", "ci_high": [E, K], "encoders": [E], "targets": [K]} (NaN cells shown as 'NaN').
+    """
+    A = np.asarray(m["auc"], np.float64)
+    E, K = A.shape
+    fig, ax = plt.subplots(figsize=(2.2 + 2.0 * K, 1.2 + 0.9 * E))
+    im = ax.imshow(np.ma.masked_invalid(A), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    for i in range(E):
+        for k in range(K):
+            text = "NaN" if not np.isfinite(A[i, k]) else (
+                f"{A[i, k]:.3f}\n[{m['ci_low'][i][k]:.2f}, {m['ci_high'][i][k]:.2f}]")
+            ax.text(k, i, text, ha="center", va="center", fontsize=8,
+                    color="black" if np.isfinite(A[i, k]) and A[i, k] > 0.6 else "white")
+            if m["encoders"][i] == m["targets"][k]:
+                ax.add_patch(plt.Rectangle((k - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
+    ax.set_xticks(range(K), m["targets"], rotation=20, ha="right")
+    ax.set_yticks(range(E), m["encoders"])
+    ax.set_xlabel("target (whose correctness is predicted)")
+    ax.set_ylabel("encoder (whose prefill states are read)")
+    ax.set_title(f"Test ROC-AUC [95% CI], readout {control} (red: own states)", fontsize=9)
+    fig.colorbar(im, ax=ax, label="test ROC-AUC")
+    return _save(fig, path)

@@ -1,4 +1,4 @@
-"""The transfer experiment: its linear probe against scikit-learn, the readout controls, and the runlocal run."""
+"""The transfer experiment: its config and the runlocal run."""
 import json
 import os
 import pathlib
@@ -9,61 +9,8 @@ import numpy as np
 import pytest
 
 from configs import transfer as transfer_config
-from experiments import transfer
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-
-
-@pytest.mark.parametrize("pca_dim", [None, 3])
-def test_linear_probe_matches_sklearn_pipeline(pca_dim):
-    from sklearn.decomposition import PCA
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(60, 6)) * np.array([1.0, 5.0, 0.1, 2.0, 1.0, 3.0]) + 4.0
-    x[:, 4] = 7.0  # a constant feature: sigma -> 1, as StandardScaler
-    y = (x[:, 0] + 0.3 * x[:, 1] + rng.normal(size=60) > 5.0).astype(float)
-    xt = rng.normal(size=(25, 6)) * 2.0 + 4.0
-    steps = [StandardScaler()] + ([PCA(pca_dim, svd_solver="full")] if pca_dim else []) + [
-        LogisticRegression(C=1.0, tol=1e-10, max_iter=1000)]
-    ref = make_pipeline(*steps).fit(x, y).decision_function(xt)
-    ours = transfer.fit_linear_probe(x, y, pca_dim, C=1.0).scores(xt)
-    np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-3)
-
-
-def test_linear_probe_rejects_bad_pca_width():
-    with pytest.raises(ValueError, match="pca_dim"):
-        transfer.fit_linear_probe(np.zeros((5, 3)), np.array([0, 1, 0, 1, 0.0]), 4)
-
-
-def test_auc_with_ci_brackets_the_estimate():
-    y = np.array([0, 0, 1, 1, 0, 1, 0, 1], float)
-    s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9, 0.5, 0.3])
-    from sklearn.metrics import roc_auc_score
-    out = transfer.auc_with_ci(s, y, n_boot=200, seed=0)
-    assert out["auc"] == pytest.approx(roc_auc_score(y, s))
-    assert out["ci_low"] <= out["auc"] <= out["ci_high"]
-
-
-def test_readout_controls_change_only_the_prompt_tail():
-    from prefill_router.encoders import registry
-    enc = registry.load_encoder("tiny_llama")
-    q = "What is 2 + 3?\nOptions: 4 | 5"
-    chat = transfer.readout_encoder(enc, "chat", {})
-    nogen = transfer.readout_encoder(enc, "no_gen_prompt", {})
-    raw = transfer.readout_encoder(enc, "raw", {})
-    assert chat[0].tokenizer.render(q, chat[1]).endswith("<|im_end|>\n<|im_start|>assistant\n")
-    assert nogen[0].tokenizer.render(q, nogen[1]).endswith(q + "<|im_end|>\n")
-    assert raw[0].tokenizer.render(q, raw[1]) == q
-    assert raw[0].identity != enc.identity  # distinct feature-cache key
-    with pytest.raises(ValueError, match="template control"):
-        transfer.readout_encoder(enc, "bogus", {})
-
-
-def test_pca_grid_clips_to_data():
-    assert transfer.pca_grid((16, 64), D=32, n_fit=20) == (16, 20)
-    assert transfer.pca_grid((4,), D=2, n_fit=50) == (2,)
 
 
 def test_config_defaults_and_args():
