@@ -13,7 +13,8 @@ RMSNorm(x) = x / sqrt(mean(x^2) + eps) * w   (Modeling.unit_offset_norm: * (1 + 
 RoPE uses transformers' rotate-half layout on positions p_t = clip(cumsum(mask)_t - 1, 0), so left
 and right padding give identical features. Attention allows key s for query t iff mask_s = 1,
 s <= t, and for sliding-window blocks t - s < window; scores = scale * q.k in float32, computed in causal
-blocks of ATTENTION_BLOCK query rows that skip the keys after the block (`attention`).
+blocks of ATTENTION_BLOCK query rows that skip the keys after the block (`attention`). Packed rows pass
+their own positions (then the window is p_t - p_s < window) and segment ids (`Encoder.__call__`).
 
 Layer-index convention of the pooled outputs (`EncoderOutput.last/mean`, [L+1, B, D]):
     l = 0: the embedding output, i.e. the input of block 1. This equals transformers'
@@ -154,6 +155,11 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, allowed: jax.Array, bloc
     return jnp.concatenate(outs, axis=1)
 
 
+def _dense(spec: str, x: jax.Array, w: jax.Array) -> jax.Array:
+    """A weight product accumulated in float32, returned in x's dtype (bf16 compute, fp32 accumulation)."""
+    return jnp.einsum(spec, x, w, preferred_element_type=jnp.float32).astype(x.dtype)
+
+
 def block_forward(cfg: EncoderConfig, modeling: Modeling, p: dict, x: jax.Array, rope_full, rope_local,
                   allowed_full, allowed_local, is_sliding) -> jax.Array:
     """One decoder block on x [B,T,D] with this block's params p (no layer axis): `modeling.block`
@@ -164,9 +170,9 @@ def block_forward(cfg: EncoderConfig, modeling: Modeling, p: dict, x: jax.Array,
         return rms_norm(h, p[name], cfg.rms_norm_eps, u)
 
     def attn(h):
-        q = jnp.einsum("btd,dnh->btnh", h, p["q"])
-        k = jnp.einsum("btd,dkh->btkh", h, p["k"])
-        v = jnp.einsum("btd,dkh->btkh", h, p["v"])
+        q = _dense("btd,dnh->btnh", h, p["q"])
+        k = _dense("btd,dkh->btkh", h, p["k"])
+        v = _dense("btd,dkh->btkh", h, p["v"])
         if cfg.attention_bias:
             q, k, v = q + p["q_bias"], k + p["k_bias"], v + p["v_bias"]
         if cfg.qk_norm:
@@ -180,14 +186,14 @@ def block_forward(cfg: EncoderConfig, modeling: Modeling, p: dict, x: jax.Array,
             allowed = jnp.where(is_sliding, allowed_local, allowed_full)
         q = apply_rope(q, cos, sin) * jnp.asarray(cfg.attn_scale, q.dtype)
         k = apply_rope(k, cos, sin)
-        a = jnp.einsum("btnh,nhd->btd", attention(q, k, v, allowed), p["o"])
+        a = _dense("btnh,nhd->btd", attention(q, k, v, allowed), p["o"])
         return a + p["o_bias"] if cfg.o_proj_bias else a
 
     def mlp(h):
-        gate = jnp.einsum("btd,df->btf", h, p["gate"])
-        up = jnp.einsum("btd,df->btf", h, p["up"])
+        gate = _dense("btd,df->btf", h, p["gate"])
+        up = _dense("btd,df->btf", h, p["up"])
         act = jax.nn.silu(gate) if cfg.hidden_act == "silu" else jax.nn.gelu(gate, approximate=True)
-        return jnp.einsum("btf,fd->btd", act * up, p["down"])
+        return _dense("btf,fd->btd", act * up, p["down"])
 
     return modeling.block(Sublayers(norm, attn, mlp), x)
 
