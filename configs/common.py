@@ -58,6 +58,8 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.experiment = "pipeline"
     c.seed = 0
+    c.repeats = 1     # R > 1: rerun router seeds and baselines (and the split where the dataset has none)
+    #                   with seeds seed..seed+R-1; mean + t-interval over runs (stages/repeats.py)
     c.data_dir = ""   # '' -> $PREFILL_ROUTER_DATA or <repo>/../shared/data
     c.cache_dir = ""  # '' -> $PREFILL_ROUTER_CACHE or ~/.cache/prefill_router
     c.compile_cache = True  # JAX persistent compilation cache in <cache_dir>/jax_compile; False or env

@@ -10,7 +10,8 @@ Encoders: SmolLM2-135M-Instruct, Gemma-3-270M, Qwen2.5-Coder-0.5B-Instruct (GGUF
 all 6,108 prompts takes ~15 / 30 / 60 min on a 2-core CPU, so `max_train` subsamples training prompts.
 
 Args: encoders=a+b (default all three), max_train=N (0 = all 5,608 minus duplicates), max_test=N,
-criterion=fisher|fisher_diag|cv_auc, layout=per_target|shared, seed, runlocal (tiny random encoder,
+criterion=fisher|fisher_diag|cv_auc, layout=per_target|shared, seed, repeats=R (R runs over seeds: mean and
+t-interval over runs beside the bootstrap CIs), runlocal (tiny random encoder,
 300 training prompts: a smoke test of the real data path).
 The data directory is $PREFILL_ROUTER_DATA or ../shared/data; override with --config.data_dir=DIR.
 """
@@ -21,9 +22,10 @@ ALL_ENCODERS = ("smollm2_135m", "gemma3_270m", "qwen25_coder_05b")
 
 def get_config(arg=None):
     a = common.parse_arg(arg, common.REAL_DATA_RUNLOCAL_ARGS, encoders=ALL_ENCODERS, max_train=0, max_test=0,
-                         criterion="fisher", layout="per_target", seed=0, runlocal=False)
+                         criterion="fisher", layout="per_target", seed=0, repeats=1, runlocal=False)
     c = common.base_config()
     c.seed = a.seed
+    c.repeats = a.repeats
     c.data.source = "llmrouter"
     c.data.max_train = a.max_train
     c.data.max_test = a.max_test

@@ -7,16 +7,17 @@ GPT-4, score = p_strong - p_weak) with bootstrap CIs. No official split: a seede
 de-duplication, stratified by subject. Prices are an assumption (Mixtral $0.24/M; GPT-4-1106 $10/M in,
 $30/M out), recorded in the dataset metadata.
 
-Args: encoders=a+b (default smollm2_135m), max_train, max_test (0 = all), subset=mmlu|gsm8k, seed, runlocal.
+Args: encoders=a+b (default smollm2_135m), max_train, max_test (0 = all), subset=mmlu|gsm8k, seed, repeats=R, runlocal.
 """
 from configs import common
 
 
 def get_config(arg=None):
     a = common.parse_arg(arg, common.REAL_DATA_RUNLOCAL_ARGS, encoders=("smollm2_135m",), max_train=3000,
-                         max_test=1000, subset="mmlu", seed=0, runlocal=False)
+                         max_test=1000, subset="mmlu", seed=0, repeats=1, runlocal=False)
     c = common.base_config()
     c.seed = a.seed
+    c.repeats = a.repeats
     c.data.source = "routellm"
     c.data.subset = a.subset
     c.data.max_train, c.data.max_test = a.max_train, a.max_test

@@ -47,12 +47,18 @@ def run(config, workdir: pathlib.Path) -> dict:
     with stages.stage("evaluate", timings):
         evaluation = stages.evaluate(config, predictions, split, stats, workdir / "plots")
 
+    repeats = None
+    if config.get("repeats", 1) > 1:
+        with stages.stage("repeats", timings):
+            repeats = stages.run_repeats(config, workdir, split, evaluation.comparison, feats, choices)
+
     metrics = {
-        "headline": leaderboard.headline(evaluation.router), "router": evaluation.router,
+        "headline": {**leaderboard.headline(evaluation.router), **stages.control_headline(evaluation)},
+        "controls": evaluation.controls, "repeats": repeats, "router": evaluation.router,
         "comparison": {k: v for k, v in evaluation.comparison.items() if k != "markdown"},
         "layer_choices": [dataclasses.asdict(c) for c in choices], "data": stats, "timings_s": timings,
         "plots": evaluation.plots, "routellm": evaluation.routellm,
     }
     stages.write_json(workdir / "metrics.json", metrics)
-    stages.write_report(workdir, config, split, stats, choices, evaluation, timings)
+    stages.write_report(workdir, config, split, stats, choices, evaluation, timings, repeats)
     return metrics

@@ -13,16 +13,20 @@ of earlier stages) and fits on training rows only; the test split is scored once
     fit_router(config, feats, choices, split, workdir) -> (Ensemble, X [N, F])   (saves workdir/router)
     baselines(config, split) -> {name: P [N_test, K]}
     evaluate(config, predictions, split, stats, plot_dir) -> Evaluation (headline: evaluation.leaderboard)
-    write_json(path, obj)   write_report(workdir, config, split, stats, choices, evaluation, timings)
+    write_json(path, obj)   write_report(workdir, config, split, stats, choices, evaluation, timings[, repeats])
+    task_priors(split) -> ({name: P}, info)   control_headline(evaluation) -> dict   (controls: task lookups)
+    run_repeats(config, workdir, split, comparison, feats, choices) -> dict   (config.repeats > 1)
 Experiment-specific stages: `stages.sweep` (layer_sweep combinations and leaderboard rows) and
 `stages.transfer` (encoder x target matrix).
 """
 from prefill_router.stages.base import stage, write_json
 from prefill_router.stages.baselines import baselines
+from prefill_router.stages.controls import control_headline, task_priors
 from prefill_router.stages.data import SOURCES, Split, data_stats, load_routing_data, load_split, subsample
 from prefill_router.stages.evaluate import Evaluation, evaluate, routellm_metrics
 from prefill_router.stages.features import TEMPLATES, FeatureLookup, extract, extract_all, readout_encoder
 from prefill_router.stages.probe import probe
+from prefill_router.stages.repeats import run_repeats
 from prefill_router.stages.report import write_report
 from prefill_router.stages.router import block_specs, cost_table, fit_router, per_target_specs, train_config
 
@@ -30,5 +34,6 @@ __all__ = [
     "stage", "write_json", "baselines", "SOURCES", "Split", "data_stats", "load_routing_data", "load_split",
     "subsample", "Evaluation", "evaluate", "routellm_metrics", "TEMPLATES",
     "FeatureLookup", "extract", "extract_all", "readout_encoder", "probe", "write_report", "block_specs",
-    "cost_table", "fit_router", "per_target_specs", "train_config",
+    "cost_table", "fit_router", "per_target_specs", "train_config", "control_headline", "task_priors",
+    "run_repeats",
 ]

@@ -7,6 +7,7 @@ import numpy as np
 from prefill_router.evaluation import bootstrap, curves
 from prefill_router.evaluation import plots as plots_lib
 from prefill_router.evaluation import report as report_lib
+from prefill_router.stages import controls as controls_lib
 from prefill_router.stages.data import Split
 
 ROUTER = "SharedTrunkNet"  # the key of the prefill router in the predictions dict
@@ -14,31 +15,39 @@ ROUTER = "SharedTrunkNet"  # the key of the prefill router in the predictions di
 
 class Evaluation(NamedTuple):
     """router: evaluate_router result of the prefill router; comparison: compare_routers result;
-    routellm: RouteLLM metrics per router (2-target pools, else None); plots: written figure paths."""
+    routellm: RouteLLM metrics per router (2-target pools, else None); plots: written figure paths;
+    controls: `stages.controls.controls` (task lookups, within-task counts, paired test vs the lookup)."""
     router: dict
     comparison: dict
     routellm: dict | None
     plots: list
+    controls: dict | None = None
 
 
 def evaluate(config, predictions: dict, split: Split, stats: dict, plot_dir: pathlib.Path) -> Evaluation:
     """Scores ``predictions`` (router name -> P [N_test, K]; must hold ``ROUTER``) on the test rows once.
 
-    The best single model is chosen on training rows (``stats["train"]``)."""
+    The best single model is chosen on training rows (``stats["train"]``). The task-prior routers
+    (`stages.controls.task_priors`, fitted on training rows) join every evaluation; the comparison's paired
+    differences are against the task lookup, and every metric set includes within-task AUC."""
     ds, test = split.ds, split.test
+    priors, prior_info = controls_lib.task_priors(split)
+    predictions = {**predictions, **priors}
     best_single = ds.targets.index(stats["train"]["best_single"]["target"])
     args = dict(Y=ds.labels[test], M=ds.mask[test], costs=split.costs[test], prices_in=split.prices_in,
                 target_names=ds.targets, n_boot=config.eval.n_boot, seed=config.seed,
-                best_single_index=best_single, operating_tolerance=config.routing.tolerance)
+                best_single_index=best_single, operating_tolerance=config.routing.tolerance,
+                tasks=[ds.tasks[i] for i in test])
     router_result = report_lib.evaluate_router(predictions[ROUTER], **args)
-    comparison = report_lib.compare_routers(predictions, **args)
+    comparison = report_lib.compare_routers(predictions, reference=controls_lib.TASK_LOOKUP, **args)
     two_model = (routellm_metrics(predictions, ds.labels[test], ds.mask[test], split.prices_in, config)
                  if ds.num_targets == 2 else None)
     plot_files = plots_lib.plot_result(router_result, plot_dir)
     others = {name: report_lib.evaluate_router(P, **args) for name, P in predictions.items() if name != ROUTER}
     if others:
         plot_files += plots_lib.plot_comparison({ROUTER: router_result, **others}, plot_dir)
-    return Evaluation(router_result, comparison, two_model, plot_files)
+    evaluation = Evaluation(router_result, comparison, two_model, plot_files)
+    return evaluation._replace(controls=controls_lib.controls(split, evaluation, prior_info, ROUTER))
 
 
 def routellm_metrics(predictions: dict, Y, M, prices_in, config) -> dict:

@@ -5,6 +5,8 @@ from prefill_router import data as data_lib
 from prefill_router import fileio
 from prefill_router.evaluation import report as report_lib
 from prefill_router.stages.data import Split
+from prefill_router.stages import controls as controls_lib
+from prefill_router.stages import repeats as repeats_lib
 from prefill_router.stages.evaluate import ROUTER, Evaluation
 
 
@@ -18,8 +20,8 @@ def _routellm_lines(two_model: dict) -> list[str]:
 
 
 def write_report(workdir: pathlib.Path, config, split: Split, stats: dict, choices, evaluation: Evaluation,
-                 timings: dict) -> None:
-    """Writes workdir/report.md atomically."""
+                 timings: dict, repeats: dict | None = None) -> None:
+    """Writes workdir/report.md atomically (with the controls section, and the repeats section when given)."""
     ds, router_result = split.ds, evaluation.router
     h = router_result["headline"]
     fmt = lambda k: report_lib.format_ci(h[k]["value"], h[k]["ci_low"], h[k]["ci_high"])
@@ -34,8 +36,11 @@ def write_report(workdir: pathlib.Path, config, split: Split, stats: dict, choic
         f"layer criterion: {config.probe.criterion}; router layout: {config.router.layout}.", "",
         f"**{ROUTER}** mean AUC {fmt('auc_mean')}, router accuracy {fmt('router_acc')}, gap to Oracle "
         f"captured {fmt('gap_captured_pct')} %. The router {verdict} the best single model "
-        f"({router_result['best_single']['name']}, {best_single:.3f}).", "",
-        "## Routers on the test split (95% bootstrap CIs)", "", evaluation.comparison["markdown"], "",
+        f"({router_result['best_single']['name']}, {best_single:.3f}).",
+        *(["", controls_lib.verdict(evaluation.controls["vs_task_lookup"], ROUTER)] if evaluation.controls else []),
+        "", "## Routers on the test split (95% bootstrap CIs)", "", evaluation.comparison["markdown"], "",
+        *(controls_lib.controls_markdown(evaluation.controls, ROUTER) if evaluation.controls else []),
+        *(repeats_lib.repeats_markdown(repeats, ROUTER) if repeats else []),
         *(_routellm_lines(evaluation.routellm) if evaluation.routellm else []),
         "## Selected layers (training rows only)", "",
         "| target | encoder | layer | pooling | criterion | score |", "|---|---|---|---|---|---|",

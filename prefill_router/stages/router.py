@@ -1,6 +1,8 @@
 """Router stage: feature blocks from the chosen layers, the SharedTrunkNet seed ensemble, the checkpoint."""
 import pathlib
 
+from absl import logging
+
 from prefill_router import data as data_lib
 from prefill_router import router as router_lib
 from prefill_router.stages.data import Split
@@ -8,8 +10,19 @@ from prefill_router.stages.features import FeatureLookup
 
 
 def per_target_specs(choices, pca_dim: int) -> list:
-    """The paper's layout: one block per target from its selected (encoder, layer, pooling)."""
-    return [router_lib.BlockSpec(c.target, c.encoder, c.layer, c.pooling, pca_dim) for c in choices]
+    """The paper's layout: one block per target from its selected (encoder, layer, pooling). A ``cv_auc``
+    choice keeps the PCA width its cross-validation chose; other criteria (and a cv_auc choice of no PCA,
+    logged) use ``pca_dim``."""
+    specs = []
+    for c in choices:
+        width = pca_dim
+        if c.criterion == "cv_auc":
+            if c.pca_dim is None:
+                logging.warning("cv_auc chose no PCA for %s; its block uses router.pca_dim=%d", c.target, pca_dim)
+            else:
+                width = c.pca_dim
+        specs.append(router_lib.BlockSpec(c.target, c.encoder, c.layer, c.pooling, width))
+    return specs
 
 
 def block_specs(config, choices) -> list:
@@ -23,11 +36,14 @@ def block_specs(config, choices) -> list:
 
 
 def train_config(config) -> router_lib.TrainConfig:
+    """The trunk's training settings; seeds 42 + seed·n .. 42 + (seed + 1)·n - 1 for n = router.num_seeds
+    (``seed`` = config.seed, so repeats train different ensembles)."""
     r = config.router
+    first = 42 + config.seed * r.num_seeds
     return router_lib.TrainConfig(hidden=tuple(r.hidden), dropout=tuple(r.dropout), learning_rate=r.learning_rate,
                                   weight_decay=r.weight_decay, batch_size=r.batch_size, max_epochs=r.max_epochs,
                                   val_fraction=r.val_fraction, patience=r.patience,
-                                  seeds=tuple(range(42, 42 + r.num_seeds)), keep=r.keep)
+                                  seeds=tuple(range(first, first + r.num_seeds)), keep=r.keep)
 
 
 def cost_table(ds, train) -> dict:

@@ -43,6 +43,11 @@ def test_runlocal_pipeline_writes_all_artifacts(runlocal_workdir):
     assert (runlocal_workdir / "plots" / "routers_cost_accuracy_price.png").is_file()  # all routers in one figure
     report = (runlocal_workdir / "report.md").read_text()
     assert "Routers on the test split" in report and "Selected layers" in report
+    # controls: task lookups in every comparison, within-task AUC, the paired test against the lookup
+    assert {"within_task_auc_mean", "disagree_router_acc", "vs_task_lookup"} <= set(metrics["headline"])
+    assert {"task lookup", "task × difficulty lookup"} <= set(metrics["comparison"]["rows"])
+    assert metrics["comparison"]["reference"] == "task lookup" and metrics["controls"]["has_difficulty"]
+    assert "Controls: prefill signal vs task identity" in report and "Paired bootstrap, SharedTrunkNet" in report
 
 
 def test_evaluate_from_checkpoint_reproduces_the_pipeline_predictions(runlocal_workdir, cache, tmp_path):
