@@ -1,23 +1,28 @@
-"""Seed-ensemble training of SharedTrunkNet, all seeds in one compiled program (method.md §5).
+"""Seed-ensemble training of SharedTrunkNet (or any ``SeedModel``), all seeds in one compiled program (method.md §5).
 
-Axis letters: N rows, d trunk input width, K targets, S seeds, E epochs, B batch.
+Axis letters: N rows, d trunk input width, K targets, S seeds, C feature sets, E epochs, B batch.
 
 Per seed s (everything derived from ``jax.random.PRNGKey(seed_s)`` -> init / split / shuffle / dropout keys):
   * inner split: a random permutation of the N rows; the first ceil(val_fraction·N) are validation rows;
-  * each epoch reshuffles the training rows, pads them to a multiple of the batch size with weight-0 rows
-    (the last partial batch is kept: its loss is the masked mean over its real, observed entries) and runs
-    ``optax.chain(add_decayed_weights(wd), adam(lr))`` (PyTorch Adam with coupled L2) over the batches;
-  * after each epoch: validation BCE in eval mode over the whole inner validation split; improvement iff
+  * each epoch reshuffles the training rows on device, pads them to a multiple of the batch size with
+    weight-0 rows (the last partial batch is kept: its loss is the masked mean over its real, observed
+    entries) and runs ``optax.chain(add_decayed_weights(wd), adam(lr))`` (PyTorch Adam with coupled L2) over
+    the batches in one ``lax.scan``;
+  * after each epoch: validation loss in eval mode over the whole inner validation split; improvement iff
     val < best - min_delta, then best params := params; stop after ``patience`` epochs without improvement
     or at ``max_epochs``; the best params are returned.
-Loss = masked BCE (model.masked_bce): mean over observed (row, target) entries; missing labels add nothing.
+Trunk loss = masked BCE (model.masked_bce): mean over observed (row, target) entries; missing labels add nothing.
 
-The per-seed training is a ``lax.while_loop`` over epochs (``_run_until``); the S seeds run together as
-``jit(vmap(_run_until))`` — a seed that stopped keeps its state while the others continue, the loop ends
-when every seed stopped or reached the epoch limit. ``train_seeds_sequential`` runs the same jitted
-per-seed function once per seed. With ``checkpoint_dir`` the loop runs in chunks of ``checkpoint_every``
-epochs and saves the full state after each chunk; a rerun with the same data and config resumes.
-The ensemble keeps the ``keep`` seeds with the lowest best validation BCE (ties: earlier seed).
+Program layout: one seed's training is a ``lax.while_loop`` over epochs (``_run_until``: early stopping
+without host round trips). The C·S (feature set, seed) items run one after another INSIDE one jitted
+program (``lax.map``): on CPU a vmapped (batched) matmul is 2-3x slower than the single one, and a vmapped
+while_loop would keep running every seed until the slowest stops; run in sequence each seed does exactly
+its own epochs. ``seed_batch=g`` vmaps groups of g items instead (g = S: the classic all-seeds vmap).
+Seeds, data values and feature sets of one shape never recompile: the program is cached per problem shape
+(``_Plan``) and takes seeds and data as arguments. ``sequential=True`` calls the same program once per item
+from the host (the reference for the in-program loop). With ``checkpoint_dir`` the loop runs in chunks of
+``checkpoint_every`` epochs and saves the full state after each chunk; a rerun with the same data and config
+resumes. The ensemble keeps the ``keep`` seeds with the lowest best validation loss (ties: earlier seed).
 """
 from __future__ import annotations
 
@@ -122,6 +127,43 @@ def _check_inputs(x, y, m, target_names):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# The model interface and the trunk
+# ---------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SeedModel:
+    """A network the seed loop trains, as pure functions of a params pytree.
+
+    init(key) -> params.
+    loss(params, batch, row_w, dropout_key) -> scalar: ``batch`` is the data dict gathered at the batch's rows
+      ({name: [B, ...]}), ``row_w`` [B] float32 row weights (0 on padding rows, which must add nothing);
+      ``dropout_key`` None means eval mode (validation: the whole inner split, row_w = 1).
+    name: identifies the model in checkpoint fingerprints.
+    Build a SeedModel once and reuse it: it is part of the compiled-program cache key (compared by identity
+    of init/loss).
+    """
+
+    init: Callable[[jax.Array], Any]
+    loss: Callable[[Any, dict, jax.Array, jax.Array | None], jax.Array]
+    name: str
+
+
+@functools.lru_cache(maxsize=32)
+def trunk_model(trunk: model_lib.TrunkConfig) -> SeedModel:
+    """SharedTrunkNet as a SeedModel: data {'x' [N, d_in], 'y' [N, K], 'm' [N, K]}, loss = masked BCE."""
+    graphdef = model_lib.graphdef_of(trunk)
+
+    def init(key):
+        return model_lib.init_params(trunk, key)[1]
+
+    def loss(params, batch, row_w, dropout_key):
+        logits = model_lib.apply(graphdef, params, batch["x"], deterministic=dropout_key is None,
+                                 dropout_key=dropout_key)
+        return model_lib.masked_bce(logits, batch["y"], batch["m"] * row_w[:, None])
+
+    return SeedModel(init, loss, f"SharedTrunkNet{json.dumps(trunk.to_json(), sort_keys=True)}")
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Per-seed pure functions
 # ---------------------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +173,7 @@ class _Plan:
     n_rows: int
     n_val: int
     n_batches: int
-    trunk: model_lib.TrunkConfig
+    model: SeedModel
     cfg: TrainConfig
 
     @property
@@ -139,14 +181,13 @@ class _Plan:
         return self.n_rows - self.n_val
 
 
-def _make_plan(n_rows: int, d_in: int, n_targets: int, cfg: TrainConfig) -> _Plan:
+def _make_plan(n_rows: int, model: SeedModel, cfg: TrainConfig) -> _Plan:
     n_val = math.ceil(cfg.val_fraction * n_rows)
     if n_val < 1 or n_rows - n_val < 1:
         raise ValueError(f"{n_rows} rows cannot be split {1 - cfg.val_fraction:.2f}/{cfg.val_fraction:.2f}")
     # Fields that do not enter the compiled per-seed program are normalised so the program cache is shared.
     program_cfg = dataclasses.replace(cfg, seeds=(0,), keep=1, checkpoint_every=1, max_to_keep=1)
-    return _Plan(n_rows, n_val, math.ceil((n_rows - n_val) / cfg.batch_size), cfg.trunk(d_in, n_targets),
-                 program_cfg)
+    return _Plan(n_rows, n_val, math.ceil((n_rows - n_val) / cfg.batch_size), model, program_cfg)
 
 
 def _seed_keys(seed):
@@ -158,14 +199,15 @@ def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.adam(cfg.learning_rate))
 
 
-def _init_state(plan: _Plan, seed) -> dict[str, Any]:
-    """Initial per-seed training state (a pytree of arrays)."""
+def _init_state(plan: _Plan, seed, set_index) -> dict[str, Any]:
+    """Initial state of one (feature set, seed) item (a pytree of arrays)."""
     k_init, k_split, _, _ = _seed_keys(seed)
-    _, params = model_lib.init_params(plan.trunk, k_init)
+    params = plan.model.init(k_init)
     perm = jax.random.permutation(k_split, plan.n_rows)
     e = plan.cfg.max_epochs
     return {
         "seed": jnp.asarray(seed, jnp.int32),
+        "set": jnp.asarray(set_index, jnp.int32),
         "val_idx": perm[:plan.n_val].astype(jnp.int32),
         "train_idx": perm[plan.n_val:].astype(jnp.int32),
         "params": params,
@@ -181,9 +223,13 @@ def _init_state(plan: _Plan, seed) -> dict[str, Any]:
     }
 
 
-def _run_epoch(plan: _Plan, state, x, y, m):
-    """One epoch of one seed: shuffled minibatch steps, validation, early-stopping bookkeeping."""
-    cfg, graphdef, tx = plan.cfg, model_lib.graphdef_of(plan.trunk), _optimizer(plan.cfg)
+def _gather(data: dict, rows: jax.Array) -> dict:
+    return {k: v[rows] for k, v in data.items()}
+
+
+def _run_epoch(plan: _Plan, state, data):
+    """One epoch of one seed: shuffled minibatch steps (one scan), validation, early-stopping bookkeeping."""
+    cfg, loss_fn, tx = plan.cfg, plan.model.loss, _optimizer(plan.cfg)
     _, _, k_shuffle, k_drop = _seed_keys(state["seed"])
     epoch = state["epoch"]
     order = jax.random.permutation(jax.random.fold_in(k_shuffle, epoch), state["train_idx"])
@@ -192,22 +238,17 @@ def _run_epoch(plan: _Plan, state, x, y, m):
     row_w = jnp.concatenate([jnp.ones((plan.n_train,)), jnp.zeros((pad,))]).reshape(plan.n_batches, cfg.batch_size)
     epoch_drop_key = jax.random.fold_in(k_drop, epoch)
 
-    def loss_fn(params, xb, yb, mb, key):
-        logits = model_lib.apply(graphdef, params, xb, deterministic=False, dropout_key=key)
-        return model_lib.masked_bce(logits, yb, mb)
-
     def step(carry, inputs):
         params, opt_state = carry
         b_idx, b_w, b = inputs
-        loss, grads = jax.value_and_grad(loss_fn)(params, x[b_idx], y[b_idx], m[b_idx] * b_w[:, None],
+        loss, grads = jax.value_and_grad(loss_fn)(params, _gather(data, b_idx), b_w,
                                                   jax.random.fold_in(epoch_drop_key, b))
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), loss
 
     (params, opt_state), losses = jax.lax.scan(
         step, (state["params"], state["opt_state"]), (idx, row_w, jnp.arange(plan.n_batches)))
-    vi = state["val_idx"]
-    val = model_lib.masked_bce(model_lib.apply(graphdef, params, x[vi], deterministic=True), y[vi], m[vi])
+    val = loss_fn(params, _gather(data, state["val_idx"]), jnp.ones((plan.n_val,)), None)
     improved = val < state["best_val"] - cfg.min_delta
     wait = jnp.where(improved, 0, state["wait"] + 1)
     return {
@@ -225,85 +266,127 @@ def _run_epoch(plan: _Plan, state, x, y, m):
     }
 
 
-def _run_until(plan: _Plan, state, x, y, m, epoch_limit):
+def _run_until(plan: _Plan, state, data, epoch_limit):
     """Run epochs of one seed until it stops early or reaches ``epoch_limit`` (while_loop)."""
     def cond(s):
         return jnp.logical_and(jnp.logical_not(s["stopped"]), s["epoch"] < epoch_limit)
 
-    return jax.lax.while_loop(cond, lambda s: _run_epoch(plan, s, x, y, m), state)
+    return jax.lax.while_loop(cond, lambda s: _run_epoch(plan, s, data), state)
+
+
+def _run_items(plan: _Plan, seed_batch: int, states, sets: dict, shared: dict, epoch_limit):
+    """Every item (leaves [I, ...]) in sequence (lax.map; vmapped groups of ``seed_batch`` when > 1)."""
+    def one(state):
+        data = {**{k: v[state["set"]] for k, v in sets.items()}, **shared}
+        return _run_until(plan, state, data, epoch_limit)
+
+    return jax.lax.map(one, states, batch_size=seed_batch if seed_batch > 1 else None)
 
 
 class _Programs:
-    """Jitted init / run functions for one plan: vmapped over seeds, or per seed (sequential).
+    """Jitted init (vmapped over items: cheap) and run for one plan; cached per (plan, seed_batch) by
+    ``_programs``, so repeated trainings of one problem shape compile once."""
 
-    Cached per plan (``_programs``) so repeated trainings of one problem shape compile once.
-    """
-
-    def __init__(self, plan: _Plan):
-        self.init_one = jax.jit(lambda seed: _init_state(plan, seed))
-        self.init_all = jax.jit(jax.vmap(lambda seed: _init_state(plan, seed)))
-        self.run_one = jax.jit(lambda s, x, y, m, lim: _run_until(plan, s, x, y, m, lim))
-        self.run_all = jax.jit(jax.vmap(lambda s, x, y, m, lim: _run_until(plan, s, x, y, m, lim),
-                                        in_axes=(0, None, None, None, None)))
+    def __init__(self, plan: _Plan, seed_batch: int):
+        self.init = jax.jit(jax.vmap(lambda seed, c: _init_state(plan, seed, c)))
+        self.run = jax.jit(lambda states, sets, shared, lim: _run_items(plan, seed_batch, states, sets, shared, lim))
 
 
-@functools.lru_cache(maxsize=8)
-def _programs(plan: _Plan) -> _Programs:
-    return _Programs(plan)
+@functools.lru_cache(maxsize=16)
+def _programs(plan: _Plan, seed_batch: int) -> _Programs:
+    return _Programs(plan, seed_batch)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Drivers
+# Driver
 # ---------------------------------------------------------------------------------------------------------
-def _fingerprint(x, y, m, cfg: TrainConfig) -> str:
-    h = hashlib.sha256()
-    for a in (x, y, m):
-        h.update(str(a.shape).encode())
+@dataclasses.dataclass
+class SeedRuns:
+    """One feature set's trained seeds: ``best_params`` (pytree, leaves [S, ...] in ``config.seeds`` order,
+    host arrays) and ``report`` (every seed's record; kept_seeds = the ``config.keep`` lowest best_val)."""
+
+    best_params: Any
+    report: TrainReport
+
+    def kept(self) -> np.ndarray:
+        """Indices of the kept seeds in ``report.seeds``, best first."""
+        return np.asarray([self.report.seeds.index(s) for s in self.report.kept_seeds], np.int64)
+
+
+def _fingerprint(arrays: dict, cfg: TrainConfig, model: SeedModel) -> str:
+    h = hashlib.sha256(model.name.encode())
+    for name in sorted(arrays):
+        a = np.asarray(arrays[name])
+        h.update(f"{name}{a.shape}{a.dtype}".encode())
         h.update(np.ascontiguousarray(a).tobytes())
     h.update(json.dumps(cfg.to_json(), sort_keys=True).encode())
     return h.hexdigest()
 
 
-def _stack(states):
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+def _rows_of(data: dict, sets: dict) -> tuple[int, int | None]:
+    """(N, C) of the data dicts, checking that every array has the same N (and sets the same C)."""
+    if not data and not sets:
+        raise ValueError("no training data: pass at least one array")
+    ns = {k: np.shape(v)[0] for k, v in data.items()} | {k: np.shape(v)[1] for k, v in sets.items()}
+    cs = {k: np.shape(v)[0] for k, v in sets.items()}
+    if len(set(ns.values())) != 1:
+        raise ValueError(f"all training arrays need the same number of rows N, got {ns}")
+    if len(set(cs.values())) > 1:
+        raise ValueError(f"all per-set arrays need the same number of feature sets C, got {cs}")
+    return next(iter(ns.values())), (next(iter(cs.values())) if cs else None)
 
 
-def _unstack(state, n):
-    return [jax.tree.map(lambda leaf: leaf[i], state) for i in range(n)]
+def train_seeds(model: SeedModel, data: dict, config: TrainConfig = TrainConfig(), *, sets: dict | None = None,
+                checkpoint_dir=None, callback: Callable[[int, dict], None] | None = None, sequential: bool = False,
+                seed_batch: int = 1) -> SeedRuns | list[SeedRuns]:
+    """Train ``model`` once per seed of ``config`` (and per feature set) with the trunk's recipe.
 
-
-def _train_states(x, y, m, cfg: TrainConfig, *, vectorized: bool, checkpoint_dir, callback):
-    """Train all seeds; returns the stacked final state (leaves [S, ...])."""
-    plan = _make_plan(x.shape[0], x.shape[1], y.shape[1], cfg)
-    progs = _programs(plan)
-    seeds = jnp.asarray(cfg.seeds, jnp.int32)
-    x, y, m = jnp.asarray(x), jnp.asarray(y), jnp.asarray(m)
-    state = progs.init_all(seeds) if vectorized else _stack([progs.init_one(s) for s in seeds])
+    data: {name: [N, ...]} arrays shared by all feature sets; sets: {name: [C, N, ...]} arrays, one slice
+    per feature set (the loss sees ``{**sets[c], **data}`` gathered at its rows). ``checkpoint_dir``: save every
+    ``config.checkpoint_every`` epochs and resume from the latest checkpoint found there (same data, config
+    and model required). ``callback(epoch, state)`` runs after each chunk (state leaves [C·S, ...]).
+    ``sequential``: one host call per item (same program, same results); ``seed_batch``: items vmapped
+    together inside the program (1 = one after another; results equal up to float reordering).
+    Returns SeedRuns, or one SeedRuns per feature set when ``sets`` is given.
+    """
+    sets = dict(sets or {})
+    n_rows, n_sets = _rows_of(data, sets)
+    if seed_batch < 1:
+        raise ValueError(f"seed_batch must be >= 1, got {seed_batch}")
+    plan = _make_plan(n_rows, model, config)
+    progs = _programs(plan, 1 if sequential else seed_batch)
+    n_seeds, c = len(config.seeds), n_sets or 1
+    state = progs.init(jnp.tile(jnp.asarray(config.seeds, jnp.int32), c), jnp.repeat(jnp.arange(c, dtype=jnp.int32), n_seeds))
+    shared = {k: jnp.asarray(v) for k, v in data.items()}
+    per_set = {k: jnp.asarray(v) for k, v in sets.items()}
 
     ckpt = None
     if checkpoint_dir is not None:
-        ckpt = checkpointing.TrainStateCheckpointer(checkpoint_dir, max_to_keep=cfg.max_to_keep)
-        fp = _fingerprint(np.asarray(x), np.asarray(y), np.asarray(m), cfg)
+        ckpt = checkpointing.TrainStateCheckpointer(checkpoint_dir, max_to_keep=config.max_to_keep)
+        fp = _fingerprint({**data, **{f"set:{k}": v for k, v in sets.items()}}, config, model)
         if ckpt.latest_step() is not None:
             state, meta = ckpt.restore(state)
             if meta.get("fingerprint") != fp:
-                raise ValueError(f"checkpoint in {checkpoint_dir} was written for other data or config; "
-                                 f"use a fresh checkpoint_dir")
+                raise ValueError(f"checkpoint in {checkpoint_dir} was written for other data or config; delete "
+                                 f"{checkpoint_dir} (or rerun experiments.main with --overwrite) to train afresh")
             logging.info("resumed training from epoch %d (%s)", ckpt.latest_step(), checkpoint_dir)
-    chunk = cfg.checkpoint_every if ckpt is not None else cfg.max_epochs
+    chunk = config.checkpoint_every if ckpt is not None else config.max_epochs
 
     def done(s):
-        return bool(np.all(np.asarray(s["stopped"]) | (np.asarray(s["epoch"]) >= cfg.max_epochs)))
+        return bool(np.all(np.asarray(s["stopped"]) | (np.asarray(s["epoch"]) >= config.max_epochs)))
 
-    bar = tqdm(total=cfg.max_epochs, initial=int(np.max(state["epoch"])), desc="router epochs",
-               disable=chunk >= cfg.max_epochs, leave=False)
+    bar = tqdm(total=config.max_epochs, initial=int(np.max(state["epoch"])), desc="router epochs",
+               disable=chunk >= config.max_epochs, leave=False)
     while not done(state):
         start = int(np.max(state["epoch"]))
-        limit = jnp.asarray(min(cfg.max_epochs, start + chunk), jnp.int32)
-        if vectorized:
-            state = progs.run_all(state, x, y, m, limit)
+        limit = jnp.asarray(min(config.max_epochs, start + chunk), jnp.int32)
+        if sequential:
+            host = jax.tree.map(np.asarray, state)
+            parts = [progs.run(jax.tree.map(lambda a: a[i:i + 1], host), per_set, shared, limit)
+                     for i in range(c * n_seeds)]
+            state = jax.tree.map(lambda *leaves: np.concatenate([np.asarray(a) for a in leaves]), *parts)
         else:
-            state = _stack([progs.run_one(s, x, y, m, limit) for s in _unstack(state, len(cfg.seeds))])
+            state = progs.run(state, per_set, shared, limit)
         reached = int(np.max(state["epoch"]))
         bar.update(reached - start)
         if ckpt is not None:
@@ -313,80 +396,79 @@ def _train_states(x, y, m, cfg: TrainConfig, *, vectorized: bool, checkpoint_dir
     bar.close()
     if ckpt is not None:
         ckpt.close()
-    return jax.block_until_ready(state), plan
+    host = jax.tree.map(np.asarray, state)
+    runs = [_set_runs(host, slice(i * n_seeds, (i + 1) * n_seeds), config, plan) for i in range(c)]
+    return runs if n_sets is not None else runs[0]
 
 
-def _to_ensemble(state, plan: _Plan, cfg: TrainConfig, names, single) -> Ensemble:
-    best_val = np.asarray(state["best_val"], np.float64)
+def _set_runs(state, items: slice, cfg: TrainConfig, plan: _Plan) -> SeedRuns:
+    """SeedRuns of the items of one feature set (host state leaves [C·S, ...])."""
+    best_val = state["best_val"][items].astype(np.float64)
     kept = np.argsort(best_val, kind="stable")[:cfg.keep]
     report = TrainReport(
-        seeds=cfg.seeds, best_val=best_val, best_epoch=np.asarray(state["best_epoch"], np.int64),
-        epochs_run=np.asarray(state["epoch"], np.int64), stopped_early=np.asarray(state["stopped"], bool),
-        val_history=np.asarray(state["val_history"], np.float64),
-        train_history=np.asarray(state["train_history"], np.float64),
-        kept_seeds=tuple(cfg.seeds[i] for i in kept), single_class_targets=single,
-        n_train=plan.n_train, n_val=plan.n_val)
-    params = jax.tree.map(lambda leaf: np.asarray(leaf)[kept], state["best_params"])
-    return Ensemble(plan.trunk, params, report.kept_seeds, best_val[kept], names, report)
+        seeds=cfg.seeds, best_val=best_val, best_epoch=state["best_epoch"][items].astype(np.int64),
+        epochs_run=state["epoch"][items].astype(np.int64), stopped_early=state["stopped"][items].astype(bool),
+        val_history=state["val_history"][items].astype(np.float64),
+        train_history=state["train_history"][items].astype(np.float64),
+        kept_seeds=tuple(cfg.seeds[i] for i in kept), single_class_targets=(), n_train=plan.n_train,
+        n_val=plan.n_val)
+    return SeedRuns(jax.tree.map(lambda leaf: leaf[items], state["best_params"]), report)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# SharedTrunkNet ensembles
+# ---------------------------------------------------------------------------------------------------------
+def _to_ensemble(runs: SeedRuns, trunk: model_lib.TrunkConfig, names, single) -> Ensemble:
+    kept = runs.kept()
+    report = dataclasses.replace(runs.report, single_class_targets=single)
+    params = jax.tree.map(lambda leaf: leaf[kept], runs.best_params)
+    return Ensemble(trunk, params, report.kept_seeds, report.best_val[kept], names, report)
 
 
 def train_ensemble(x_train, y_train, m_train, config: TrainConfig = TrainConfig(), *, target_names=None,
                    checkpoint_dir=None, callback: Callable[[int, dict], None] | None = None,
-                   vectorized: bool = True) -> Ensemble:
+                   vectorized: bool = True, seed_batch: int = 1) -> Ensemble:
     """Train ``config.seeds`` trunks on X [N, d], Y [N, K] (NaN allowed where M is False), M [N, K] bool.
 
     Returns the ensemble of the ``config.keep`` best seeds (``ensemble.report`` holds every seed's record
-    and the flagged single-class targets). ``vectorized=True`` trains the seeds together (``jit(vmap)``);
-    False trains them one after another with the same per-seed math. ``checkpoint_dir``: save every
+    and the flagged single-class targets). ``vectorized=True`` trains all seeds in one program call
+    (``seed_batch`` of them vmapped together, default 1: one after another); False calls the program once
+    per seed from the host, with the same per-seed math. ``checkpoint_dir``: save every
     ``config.checkpoint_every`` epochs and resume from the latest checkpoint found there (same data and
     config required). ``callback(epoch, stacked_state)`` runs after each chunk (e.g. logging).
     Raises ValueError on shape mismatches, non-finite features (naming rows), non-binary observed labels or
     a target without any observed label.
     """
     x, y, m, names, single = _check_inputs(x_train, y_train, m_train, target_names)
-    state, plan = _train_states(x, y, m, config, vectorized=vectorized, checkpoint_dir=checkpoint_dir,
-                                callback=callback)
-    ens = _to_ensemble(state, plan, config, names, single)
+    trunk = config.trunk(x.shape[1], y.shape[1])
+    runs = train_seeds(trunk_model(trunk), {"x": x, "y": y, "m": m}, config, checkpoint_dir=checkpoint_dir,
+                       callback=callback, sequential=not vectorized, seed_batch=seed_batch)
+    ens = _to_ensemble(runs, trunk, names, single)
     logging.info("trained %d seeds (best val BCE %s); kept %s", len(config.seeds),
                  np.round(ens.report.best_val, 4).tolist(), list(ens.seeds))
     return ens
-
-
-@functools.lru_cache(maxsize=8)
-def _stacked_programs(plan: _Plan):
-    """(init, run) for C feature sets x S seeds: vmap over feature sets of the vmap over seeds."""
-    init = jax.jit(jax.vmap(jax.vmap(lambda seed: _init_state(plan, seed)), in_axes=0))
-    per_set = jax.vmap(lambda s, x, y, m, lim: _run_until(plan, s, x, y, m, lim), in_axes=(0, None, None, None, None))
-    run = jax.jit(jax.vmap(per_set, in_axes=(0, 0, None, None, None)))
-    return init, run
 
 
 def train_ensembles(xs_train, y_train, m_train, config: TrainConfig = TrainConfig(), *,
                     target_names=None) -> list[Ensemble]:
     """``train_ensemble`` for C feature sets of one shape, xs [C, N, d], sharing Y [N, K] and M [N, K].
 
-    All C x S trunks train in ONE compiled program (vmap over feature sets of the vmap over seeds); the
-    result for set c equals ``train_ensemble(xs[c], ...)`` (same seeds, splits and per-seed math). Used by
-    layer-combination sweeps, where every combination is reduced to the same width.
+    All C x S trunks train in ONE compiled program (``train_seeds`` with ``sets``); the result for set c equals
+    ``train_ensemble(xs[c], ...)`` (same seeds, splits and per-seed math). Used by layer-combination sweeps,
+    where every combination is reduced to the same width.
     """
     xs = np.asarray(xs_train)
     if xs.ndim != 3:
         raise ValueError(f"xs must be [C, N, d] (C feature sets of one shape), got shape {xs.shape}")
     checked = [_check_inputs(x, y_train, m_train, target_names) for x in xs]
     _, y, m, names, single = checked[0]
-    plan = _make_plan(xs.shape[1], xs.shape[2], y.shape[1], config)
-    init, run = _stacked_programs(plan)
-    seeds = jnp.asarray(config.seeds, jnp.int32)
-    state = init(jnp.broadcast_to(seeds, (len(xs),) + seeds.shape))
-    x_all = jnp.asarray(np.stack([c[0] for c in checked]))
-    state = run(state, x_all, jnp.asarray(y), jnp.asarray(m), jnp.asarray(config.max_epochs, jnp.int32))
-    state = jax.block_until_ready(state)
-    return [_to_ensemble(jax.tree.map(lambda leaf: leaf[c], state), plan, config, names, single)
-            for c in range(len(xs))]
+    trunk = config.trunk(xs.shape[2], y.shape[1])
+    runs = train_seeds(trunk_model(trunk), {"y": y, "m": m}, config, sets={"x": np.stack([c[0] for c in checked])})
+    return [_to_ensemble(r, trunk, names, single) for r in runs]
 
 
 def train_seeds_sequential(x_train, y_train, m_train, config: TrainConfig = TrainConfig(), *,
                            target_names=None, checkpoint_dir=None) -> Ensemble:
-    """``train_ensemble`` with the seeds trained one after another (reference for the vmapped path)."""
+    """``train_ensemble`` with one host call per seed (reference for the in-program seed loop)."""
     return train_ensemble(x_train, y_train, m_train, config, target_names=target_names,
                           checkpoint_dir=checkpoint_dir, vectorized=False)

@@ -101,3 +101,16 @@ def test_config_errors():
         model.TrunkConfig(4, 2, hidden=(8, 4), dropout=(0.1,))
     with pytest.raises(ValueError, match="dropout"):
         model.TrunkConfig(4, 2, hidden=(8,), dropout=(1.0,))
+
+
+def test_dropout_rate_and_scale():
+    x = jnp.ones((400, 250))
+    out = np.asarray(jax.jit(lambda k: model.dropout(x, 0.3, k))(jax.random.PRNGKey(0)))
+    q = round(0.3 * 65536) / 65536  # the drop probability on the 2^-16 grid
+    kept = out != 0
+    np.testing.assert_allclose(out[kept], 1 / (1 - q), rtol=1e-6)
+    assert abs(1 - kept.mean() - q) < 4 * np.sqrt(q * (1 - q) / x.size)  # within 4 sigma of q
+    # both 16-bit halves are used: the two halves of the mask are not copies of each other
+    flat = kept.ravel()
+    assert not np.array_equal(flat[:flat.size // 2], flat[flat.size // 2:])
+    np.testing.assert_array_equal(model.dropout(x, 0.0, jax.random.PRNGKey(0)), x)

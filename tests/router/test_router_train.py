@@ -1,11 +1,14 @@
-"""Seed-ensemble training: vmapped == sequential, determinism, keep-best, resume, learning, input errors.
+"""Seed-ensemble training: in-program == vmapped == host-sequential, no recompiles, determinism, keep-best,
+resume, learning, a generic SeedModel, input errors.
 
 All trainings share one problem shape so the compiled per-seed program is reused across tests.
 """
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from prefill_router.router import train
@@ -48,13 +51,31 @@ def test_learns_and_reports(vmapped):
     assert acc > 0.75
 
 
-def test_vmapped_equals_sequential(vmapped):
-    seq = train.train_seeds_sequential(*_data(), CFG)
-    np.testing.assert_allclose(seq.report.best_val, vmapped.report.best_val, atol=1e-6)
-    np.testing.assert_array_equal(seq.report.epochs_run, vmapped.report.epochs_run)
-    assert seq.seeds == vmapped.seeds
-    for a, b in zip(_leaves(seq), _leaves(vmapped)):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+def test_in_program_loop_equals_vmapped_and_host_sequential(vmapped):
+    for other in (train.train_seeds_sequential(*_data(), CFG), train.train_ensemble(*_data(), CFG, seed_batch=3)):
+        np.testing.assert_allclose(other.report.best_val, vmapped.report.best_val, atol=1e-6)
+        np.testing.assert_array_equal(other.report.epochs_run, vmapped.report.epochs_run)
+        assert other.seeds == vmapped.seeds
+        for a, b in zip(_leaves(other), _leaves(vmapped)):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_no_recompile_for_other_seeds_or_feature_sets(vmapped):
+    compiles = []
+
+    def listen(event, secs, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        x2, y, m = _data(seed=1)
+        other = train.train_ensemble(x2, y, m, dataclasses.replace(CFG, seeds=(7, 8, 9, 10)))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert compiles == []
+    assert other.report.seeds == (7, 8, 9, 10)
+    assert not np.allclose(other.report.best_val, vmapped.report.best_val)
 
 
 def test_stacked_feature_sets_equal_separate_trainings(vmapped):
@@ -142,3 +163,27 @@ def test_input_errors():
         train.train_ensemble(x, y2, m2, CFG)
     with pytest.raises(ValueError, match="keep"):
         train.TrainConfig(seeds=(1, 2), keep=3)
+
+
+def test_generic_seed_model():
+    """train_seeds with a user model: logistic regression on one target, data in a dict with an extra field."""
+    x, y, m = _data()
+
+    def init(key):
+        return {"w": jax.random.normal(key, (D,)) * 0.01, "b": jnp.zeros(())}
+
+    def loss(params, batch, row_w, dropout_key):
+        z = batch["x"] @ params["w"] + params["b"] + 0.0 * batch["offset"]
+        per = optax.sigmoid_binary_cross_entropy(z, batch["y"])
+        return jnp.sum(per * row_w) / jnp.sum(row_w)
+
+    model = train.SeedModel(init, loss, "logreg")
+    data = {"x": x, "y": np.nan_to_num(y[:, 0]), "offset": np.zeros(N, np.float32)}
+    runs = train.train_seeds(model, data, CFG)
+    rep = runs.report
+    assert rep.best_val.shape == (4,) and runs.best_params["w"].shape == (4, D)
+    assert np.all(rep.best_val < np.log(2))  # better than the 0.5 guess
+    np.testing.assert_array_equal(runs.kept(), np.argsort(rep.best_val, kind="stable")[:2])
+    assert rep.kept_seeds == tuple(CFG.seeds[i] for i in runs.kept())
+    with pytest.raises(ValueError, match="same number of rows"):
+        train.train_seeds(model, {**data, "offset": np.zeros(N + 1, np.float32)}, CFG)
