@@ -15,12 +15,13 @@ Args (`:key=value,...`):
   runlocal      tiny random encoder and targets, 48 items, 2 seeds: the CI smoke test (numbers meaningless);
                 explicit args still win (`runlocal,items=20`).
   items=N       number of generated items (default 1200).
-  mix=M         uniform (default: every family and level alike) | local_targets (cells chosen for the three
-                local targets on item seed 1, see `prefill_router.labels.tune_mix`).
+  mix=M         uniform (default: every family and level alike) | local_targets (hand-picked cells for the
+                three targets, chosen on seed 0's labels under the earlier distractors: optimistic;
+                `python -m prefill_router.labels.tune_mix --item_seed=1` re-derives it on a disjoint seed).
   encoders=a+b  encoder registry names (default smollm2_135m).
   source=S      collect (default) | llmrouter | routellm | routerbench | long (then set --config.data.path).
   seed=S        split / training seed.
-  item_seed=S   item generator seed (default 0; the local_targets mix was chosen on seed 1).
+  item_seed=S   item generator seed (default 0).
 Expected outcome: see README "Results".
 """
 from configs import common
