@@ -3,8 +3,9 @@
     python -m experiments.main --config=configs/evaluate.py:checkpoint=runs/default/router --workdir=runs/eval
 
 The dataset (config.data, same fields and seed as the pipeline, so the split is the same) must have
-the checkpoint's targets; features come from the encoders named in the checkpoint. Writes
-metrics.json, report.md and plots/ like the pipeline's evaluation stage.
+the checkpoint's targets; features come from the encoders named in the checkpoint. Evaluation rows that
+the checkpoint was trained on (by prompt hash, `RouterBundle.train_split`) are refused before any
+feature is extracted. Writes report.md, plots/ and, last, metrics.json like the pipeline.
 """
 import pathlib
 
@@ -32,6 +33,7 @@ def run(config, workdir: pathlib.Path) -> dict:
     rows, train = ds.rows(config.split), ds.rows("train")
     if len(rows) == 0:
         raise ValueError(f"the dataset has no {config.split!r} rows")
+    check_not_trained_on(predictor.bundle, [ds.prompts[i] for i in rows], config.split)
     logging.info("evaluating %s on %d %s rows of %s", config.checkpoint, len(rows), config.split, ds.name)
     P = predictor.predict([ds.prompts[i] for i in rows])
     costs = data_lib.per_prompt_costs(ds, train_rows=train if len(train) else rows)
@@ -45,7 +47,20 @@ def run(config, workdir: pathlib.Path) -> dict:
     plot_files = plots_lib.plot_result(result, workdir / "plots")
     metrics = {"headline": leaderboard.headline(result), "router": result, "checkpoint": str(config.checkpoint),
                "split": config.split, "plots": plot_files}
-    stages.write_json(workdir / "metrics.json", metrics)
     fileio.atomic_write_text(workdir / "report.md", report_lib.markdown_report(
         result, title=f"Router {config.checkpoint} on {ds.name} ({config.split})"))
+    stages.write_json(workdir / "metrics.json", metrics)  # last: a complete run
     return metrics
+
+
+def check_not_trained_on(bundle, prompts: list[str], split: str) -> None:
+    """ValueError when any of ``prompts`` (the rows to score) trained the router: its AUC would be inflated."""
+    record = bundle.train_split
+    if not record:
+        logging.warning("the checkpoint records no training split; cannot check the %s rows for overlap", split)
+        return
+    seen = int(bundle.trained_on(prompts).sum())
+    if seen:
+        raise ValueError(f"{seen} of the {len(prompts)} {split!r} rows are training rows of the checkpoint (trained "
+                         f"with seed={record['seed']} on {record['n_train']} prompts); use the training run's data "
+                         f"settings (e.g. seed={record['seed']}) so that the split is the same")

@@ -171,15 +171,3 @@ class TrainStateCheckpointer:
 
 __all__ = ["TrainStateCheckpointer", "to_pure_dict", "from_pure_dict", "save_tree", "restore_tree",
            "file_digests", "changed_files"]
-
-
-# TEMPORARY (H2, until the stages module lands and calls router.save_router / fileio directly): the old
-# entry points used by experiments/pipeline.py. Removed in the follow-up commit.
-def write_json_atomic(path, obj) -> None:
-    from prefill_router import fileio
-    fileio.atomic_write_json(path, obj, indent=1, sort_keys=True)
-
-
-def save_router(directory, bundle, *, overwrite: bool = False):
-    from prefill_router.router.checkpoint import save_router as save  # local: temporary shim
-    return save(directory, bundle, overwrite=overwrite)

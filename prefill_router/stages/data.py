@@ -1,4 +1,5 @@
 """Data stage: the configured routing dataset, de-duplicated, split and subsampled; its statistics."""
+import dataclasses
 import pathlib
 from typing import NamedTuple
 
@@ -6,7 +7,8 @@ import numpy as np
 from absl import logging
 
 from prefill_router import data as data_lib
-from prefill_router import paths
+from prefill_router import paths, validation
+from prefill_router.data import loaders
 
 SOURCES = ("collect", "llmrouter", "routellm", "routerbench", "long")
 
@@ -21,9 +23,14 @@ class Split(NamedTuple):
 
 
 def load_routing_data(config) -> data_lib.RoutingDataset:
-    """The configured dataset, de-duplicated and split (train/test; the trunk carves its own val)."""
+    """The configured dataset, de-duplicated and split (train/test; the trunk carves its own val).
+
+    ``data.prices`` (a JSON price file) replaces or supplies prices; ``data.drop_targets`` removes targets;
+    prices a loader derived from realised costs are recomputed from training rows only.
+    """
     d = config.data
     data_dir = paths.data_dir(config.data_dir or None)
+    prices = validation.prices_from_config(config)
     if d.source not in SOURCES:
         raise ValueError(f"unknown data.source {d.source!r}; choose one of {', '.join(SOURCES)}")
     if d.source == "collect":
@@ -38,14 +45,17 @@ def load_routing_data(config) -> data_lib.RoutingDataset:
     elif d.source == "routellm":
         ds = data_lib.load_routellm(data_dir, subset=d.subset)
     elif d.source == "routerbench":
-        ds = data_lib.load_routerbench(_required_path(d.path), threshold=d.threshold)
+        ds = data_lib.load_routerbench(_required_path(d.path), threshold=d.threshold, prices=prices)
     else:
-        ds = data_lib.load_long_format(_required_path(d.path))
+        ds = data_lib.load_long_format(_required_path(d.path), prices=prices)
+    if prices is not None and d.source not in ("routerbench", "long"):
+        ds = dataclasses.replace(ds, prices={**ds.prices, **prices})
+    ds = ds.drop_targets(list(d.get("drop_targets", ())))
     ds = data_lib.assign_splits(ds, test_fraction=d.test_fraction, seed=config.seed,
                                 stratify_by=d.stratify_by or None)
     ds = subsample(ds, d.max_train, d.max_test, config.seed)
     data_lib.check_no_leak(ds)
-    return ds
+    return loaders.prices_from_rows(ds, ds.rows("train"))
 
 
 def _required_path(path: str) -> pathlib.Path:
@@ -74,8 +84,7 @@ def load_split(config) -> Split:
     """The dataset with its train/test rows (both non-empty), per-prompt costs and input prices."""
     ds = load_routing_data(config)
     train, test = ds.rows("train"), ds.rows("test")
-    if len(train) == 0 or len(test) == 0:
-        raise ValueError(f"need training and test rows; got {len(train)} train / {len(test)} test")
+    validation.check_split(ds, train, test, config)  # before any expensive stage
     prices_in = np.array([ds.prices[t][0] for t in ds.targets], np.float64)
     return Split(ds, train, test, data_lib.per_prompt_costs(ds, train_rows=train), prices_in)
 

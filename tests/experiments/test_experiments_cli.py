@@ -36,6 +36,8 @@ def test_runlocal_pipeline_writes_all_artifacts(runlocal_workdir):
     for name in ("config.json", "metrics.json", "report.md", "data_stats.json", "probes/probes.json",
                  "router/router.json"):
         assert (runlocal_workdir / name).is_file(), name
+    # metrics.json marks a complete run (launch.sweep skips such runs), so it is written last
+    assert (runlocal_workdir / "metrics.json").stat().st_mtime_ns >= (runlocal_workdir / "report.md").stat().st_mtime_ns
     metrics = json.loads((runlocal_workdir / "metrics.json").read_text())
     assert {"router_acc", "oracle_acc", "best_single_acc"} <= set(metrics["headline"])
     assert set(metrics["comparison"]["rows"]) >= {"SharedTrunkNet", "MF"}
@@ -58,6 +60,18 @@ def test_evaluate_from_checkpoint_reproduces_the_pipeline_predictions(runlocal_w
     pipe = json.loads((runlocal_workdir / "metrics.json").read_text())["router"]["headline"]
     for key in ("router_acc", "brier_mean", "tol/router_acc"):
         assert ours[key]["value"] == pytest.approx(pipe[key]["value"], abs=1e-6), key
+
+
+def test_evaluate_refuses_rows_the_checkpoint_trained_on(runlocal_workdir, cache, tmp_path):
+    """The checkpoint was trained with seed 0; seed 3 splits the same items differently, so some of its
+    test rows were training rows: refused before any feature is extracted (its AUC would be inflated)."""
+    proc = _run("-m", "experiments.main",
+                f"--config=configs/evaluate.py:checkpoint={runlocal_workdir / 'router'},runlocal,seed=3",
+                f"--workdir={tmp_path}", cache=cache)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "'test' rows are training rows of the checkpoint (trained with seed=0" in errors[0]
+    assert not (tmp_path / "metrics.json").exists()
 
 
 def test_layer_sweep_trains_all_combinations_and_ranks_them(runlocal_workdir, cache, tmp_path):

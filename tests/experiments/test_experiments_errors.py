@@ -189,3 +189,40 @@ def test_check_config_cross_attention_fields():
         c[section][name] = value
         with pytest.raises(ValueError, match=match):
             validation.check_config(c)
+
+
+def _own_data(tmp_path):
+    """40 questions x 3 models in the long format WITHOUT a cost column; 'always' answers everything right."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    lines = ["question,model,is_correct,output_tokens,task"]
+    for i in range(40):
+        task = ("arith", "words")[i % 2]
+        q = f"Question {i} about {task}: what is {i} plus {2 * i}?"
+        for model, p in (("weak", 0.4), ("strong", 0.8), ("always", 1.0)):
+            lines.append(f'"{q}",{model},{int(rng.random() < p)},{10 + i},{task}')
+    data = tmp_path / "labels.csv"
+    data.write_text("\n".join(lines) + "\n")
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"weak": [0.1, 0.2], "strong": [3.0, 6.0], "always": [1.0, 1.0]}))
+    return data, prices
+
+
+def test_own_data_with_prices_file_and_drop_targets(tmp_path):
+    """8: data.prices from the CLI gets a cost-less file past the data stage; 7: a single-class target stops the
+    run right after the data stage naming data.drop_targets, which then removes it and the run completes."""
+    data, prices = _own_data(tmp_path)
+    cache = tmp_path / "cache"
+    base = ["-m", "experiments.main", "--config=configs/default.py:runlocal,source=long", f"--config.data.path={data}",
+            f"--config.data.prices={prices}", "--config.eval.n_boot=20"]
+    proc = _run(*base, f"--workdir={tmp_path / 'w1'}", cache=cache, timeout=300)
+    _one_line_error(proc, "targets ['always'] have a single label class", "--config.data.drop_targets=\"('always',)\"")
+    assert "stage features" not in proc.stderr
+    proc = _run(*base, "--config.data.drop_targets=('always',)", f"--workdir={tmp_path / 'w2'}", cache=cache,
+                timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    router = json.loads((tmp_path / "w2" / "router" / "router.json").read_text())
+    assert router["targets"] == ["weak", "strong"]
+    assert router["prices"] == {"weak": [0.1, 0.2], "strong": [3.0, 6.0]}
+    assert router["train_split"]["n_train"] == json.loads((tmp_path / "w2" / "metrics.json").read_text())[
+        "data"]["train"]["num_rows"]
