@@ -7,7 +7,8 @@
 Starts from another config's data, encoders and router settings (``base``, default: the embedded default)
 and trains one shared-block SharedTrunkNet per combination, all combinations x seeds in one compiled
 program (see experiments/layer_sweep.py), plus the paper's per-target layout as a reference row.
-Writes leaderboard.{json,md,png} sorted by test mean AUC, each metric with a bootstrap 95% CI.
+Writes leaderboard.{json,md,png} sorted by mean AUC on validation rows carved from the training rows
+(each metric with a bootstrap 95% CI); only the winner, refitted on all training rows, is scored on test.
 
 Args (`:key=value,...`):
   base=NAME     config module in configs/ to start from: default (default) | llmrouter_pool | routellm_mmlu.
@@ -42,6 +43,7 @@ def get_config(arg=None):
     c.sweep.top_k = (1, 2, 3)        # union over targets of each target's k best candidates
     c.sweep.depths = (0.25, 0.5, 0.75)  # relative depths for cross-encoder concatenations
     c.sweep.n_boot = 200
+    c.sweep.val_fraction = 0.2       # share of each task's training rows the combinations are ranked on
     c.router.num_seeds = min(c.router.num_seeds, 3)  # 3 seeds per combination, all kept
     c.router.keep = c.router.num_seeds
     return c

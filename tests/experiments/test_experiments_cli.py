@@ -89,6 +89,12 @@ def test_layer_sweep_trains_all_combinations_and_ranks_them(runlocal_workdir, ca
         auc = r["headline"]["auc_mean"]
         assert auc["ci_low"] <= auc["value"] <= auc["ci_high"] and r["overrides"]["sources"]
     assert (tmp_path / "leaderboard.md").is_file() and (tmp_path / "leaderboard.png").is_file()
+    # ranked on validation rows carved from training; only the winner is scored on test, with the controls
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["selected"]["name"] == rows[0]["name"] and "validation" in metrics["selected"]["selected_on"]
+    assert {"auc_mean", "within_task_auc_mean", "vs_task_lookup"} <= set(metrics["selected"]["test"])
+    assert "task lookup" in metrics["comparison"]["rows"] and "Layer sweep: the SharedTrunkNet below" in (
+        tmp_path / "report.md").read_text()
 
 
 def test_route_cli_prints_choice_and_probabilities(runlocal_workdir, cache):
