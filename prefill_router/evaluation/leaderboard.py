@@ -10,9 +10,11 @@ import pathlib
 
 from prefill_router import fileio
 
-# Headline metrics of a router, copied from evaluation.report.evaluate_router's result; higher is better.
+# Headline metrics of a router, copied from evaluation.report.evaluate_router's result when present (the
+# within-task / disagreement-zone ones need its `tasks=`); higher is better.
 HEADLINE = ("auc_mean", "router_acc", "gap_captured_pct", "cost_savings_price_pct", "cost_savings_query_pct",
-            "p_auccc", "aiq", "oracle_acc", "best_single_acc")
+            "p_auccc", "aiq", "oracle_acc", "best_single_acc", "within_task_auc_mean", "disagree_router_acc",
+            "disagree_best_single_acc")
 DEFAULT_RANK_BY = "headline.auc_mean"
 
 
