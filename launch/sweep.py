@@ -5,8 +5,10 @@
 The config module's ``sweep(add)`` calls ``add(name=..., **overrides)`` once per run, with
 dotted config fields as keys (``add(name='L12_last', **{'router.layout': 'shared'})``). Each run
 is ``python -m experiments.main --config=<file>:<arg> --config.<field>=<value> ... --workdir=<workdir>/<name>``.
-A run whose ``metrics.json`` exists is skipped, so an interrupted sweep continues where it stopped
-(a run that crashed is retried). Runs share the encoder feature cache, so a sweep over layer
+A run whose ``metrics.json`` exists (written last, when a run completes) and whose command is the one
+recorded in its ``sweep_run.json`` is skipped, so an interrupted sweep continues where it stopped (a run
+that crashed is retried). A run whose command changed is rerun; ``--overwrite`` lets it replace the old
+outputs (without it experiments.main refuses the changed config, naming the flag). Runs share the encoder feature cache, so a sweep over layer
 combinations extracts features once.
 
 Outputs in ``--workdir``: ``leaderboard.json``, ``leaderboard.md`` and ``leaderboard.png``, one row
@@ -22,12 +24,13 @@ import sys
 
 from absl import flags, logging
 
-from prefill_router import cli
+from prefill_router import cli, fileio
 from prefill_router.evaluation import leaderboard as leaderboard_lib
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file with a sweep(add) function, optionally ':arg'.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Parent directory; each run writes to <workdir>/<name>.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the commands without running them.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rerun runs whose command changed, replacing their outputs.")
 _RANK_BY = flags.DEFINE_string("rank_by", leaderboard_lib.DEFAULT_RANK_BY,
                                "Headline metric of metrics.json to sort by, best first: headline.<metric>.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -79,6 +82,17 @@ def command(config_path: pathlib.Path, arg: str, run: dict, workdir: pathlib.Pat
     return cmd
 
 
+RUN_RECORD = "sweep_run.json"  # {"command": [...]}: the experiments.main arguments that produced the run
+
+
+def is_finished(run_dir: pathlib.Path, cmd: list[str]) -> bool:
+    """metrics.json exists and the run's recorded command (if any) equals ``cmd``'s arguments."""
+    if not (run_dir / "metrics.json").is_file():
+        return False
+    record = run_dir / RUN_RECORD
+    return not record.is_file() or json.loads(record.read_text()).get("command") == cmd[3:]
+
+
 def leaderboard(workdir: pathlib.Path, runs: list[dict], rank_by: str) -> list[dict]:
     """Rows of finished runs (name, overrides, metrics.json's headline), sorted best first by ``rank_by``."""
     rows = []
@@ -102,12 +116,19 @@ def main(argv):
     failed = []
     for i, run in enumerate(runs, 1):
         cmd = command(config_path, arg, run, workdir)
-        if (workdir / run["name"] / "metrics.json").is_file():
+        run_dir = workdir / run["name"]
+        if is_finished(run_dir, cmd):
             logging.info("[%d/%d] %s: finished earlier, skipped", i, len(runs), run["name"])
             continue
+        if (run_dir / "metrics.json").is_file():
+            logging.warning("[%d/%d] %s: its command changed since it finished; rerunning%s", i, len(runs),
+                            run["name"], "" if _OVERWRITE.value else " (pass --overwrite to replace its outputs)")
+        cmd += ["--overwrite"] if _OVERWRITE.value else []
         logging.info("[%d/%d] %s: %s", i, len(runs), run["name"], " ".join(cmd))
         if _DRY_RUN.value:
             continue
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fileio.atomic_write_json(run_dir / RUN_RECORD, {"command": command(config_path, arg, run, workdir)[3:]})
         if subprocess.run(cmd, check=False).returncode != 0:
             failed.append(run["name"])
             logging.error("run %s failed; rerun the sweep to retry it", run["name"])

@@ -60,3 +60,16 @@ def test_rank_rows_puts_missing_and_nan_last():
     ranked = leaderboard.rank_rows(rows, "headline.aiq")
     assert [r["name"] for r in ranked][:2] == ["c", "b"] and {r["name"] for r in ranked[2:]} == {"a", "d"}
     assert sweep.leaderboard(pathlib.Path("/nonexistent"), [{"name": "x"}], "aiq") == []
+
+
+def test_a_run_whose_command_changed_is_not_skipped(tmp_path):
+    _finished_sweep(tmp_path)
+    path, arg, runs = sweep.load_sweep("configs/llmrouter_pool.py:runlocal")
+    same = sweep.command(path, arg, runs[0], tmp_path)
+    (tmp_path / runs[0]["name"] / sweep.RUN_RECORD).write_text(json.dumps({"command": same[3:]}))
+    assert sweep.is_finished(tmp_path / runs[0]["name"], same)
+    changed = dict(runs[1], **{"router.num_seeds": 4})  # the sweep now runs it with another override
+    before = sweep.command(path, arg, runs[1], tmp_path)
+    (tmp_path / runs[1]["name"] / sweep.RUN_RECORD).write_text(json.dumps({"command": before[3:]}))
+    assert not sweep.is_finished(tmp_path / runs[1]["name"], sweep.command(path, arg, changed, tmp_path))
+    assert not sweep.is_finished(tmp_path / "never_ran", same)
