@@ -117,7 +117,8 @@ def base_config() -> ml_collections.ConfigDict:
     #                                 length prediction and reward curves)
 
     c.cross_attention = ml_collections.ConfigDict()
-    c.cross_attention.queries = ("prefill", "sentence")  # query tokens: prefill feature blocks and/or the sentence embedding
+    c.cross_attention.queries = ("prefill", "sentence")  # query tokens: prefill feature blocks and/or the sentence
+    #                                                      embedding
     c.cross_attention.width = 64
     c.cross_attention.ffn = 128
     c.cross_attention.dropout = 0.1

@@ -48,7 +48,7 @@ def check_encoder_name(name: str, field: str) -> None:
 
 
 def prices_from_config(config) -> dict | None:
-    """``data.prices`` (a JSON price file, see ``PriceTable.from_json``) as {target: (in $/M, out $/M)}; None if unset."""
+    """``data.prices`` (a JSON price file, ``PriceTable.from_json``) as {target: (in $/M, out $/M)}; None if unset."""
     path = _get(config, "data.prices", "")
     if not path:
         return None

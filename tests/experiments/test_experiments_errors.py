@@ -48,7 +48,8 @@ def _one_line_error(proc, *fragments):
     ([PIPELINE, "--config.data.targets=('tiny_llama','gpt5')"], ["data.targets: unknown encoder 'gpt5'"]),
     ([PIPELINE, "--config.probe.criterion=auc"], ["probe.criterion='auc'; choose one of"]),
     ([PIPELINE, "--config.data.source=long"], ["reads a file: set --config.data.path=FILE"]),
-    ([PIPELINE, "--config.data.source=long", "--config.data.path=/no/such.csv"], ["data.path /no/such.csv does not exist"]),
+    ([PIPELINE, "--config.data.source=long", "--config.data.path=/no/such.csv"],
+     ["data.path /no/such.csv does not exist"]),
     ([PIPELINE, "--config.data.prices=/no/prices.json"], ["data.prices file /no/prices.json does not exist"]),
 ])
 def test_config_errors_are_one_line_before_any_stage(args, fragments, tmp_path):
@@ -126,7 +127,8 @@ def test_runlocal_never_overrides_explicit_args():
     from configs import default, evaluate
     assert default.get_config("runlocal,items=20").data.num_items == 20
     assert default.get_config("runlocal,encoders=tiny_lama").encoders == ("tiny_lama",)  # then refused by name
-    assert evaluate.get_config("checkpoint=d,runlocal,seed=3").data.num_items == default.get_config("runlocal").data.num_items
+    runlocal_items = default.get_config("runlocal").data.num_items
+    assert evaluate.get_config("checkpoint=d,runlocal,seed=3").data.num_items == runlocal_items
     a = common.parse_arg("items=20,runlocal", {"items": 48}, items=400, runlocal=False)
     assert a.items == 20
     assert common.parse_arg("runlocal", {"items": 48}, items=400, runlocal=False).items == 48
