@@ -27,7 +27,7 @@ __all__ = [
     "target_accuracy", "chosen_labels", "router_accuracy", "n_missing_chosen", "oracle_accuracy",
     "best_single", "random_accuracy", "cheapest_index", "gap_captured", "cost_savings",
     "most_expensive_index", "agreement_zones", "unique_solver_recall", "near_misses",
-    "pairwise_win_rates", "within_task_auc", "disagreement_rows", "task_codes",
+    "pairwise_win_rates", "within_task_auc", "grouped_auc", "disagreement_rows", "task_codes",
 ]
 
 
@@ -156,6 +156,28 @@ def task_codes(tasks) -> tuple[np.ndarray, list[str]]:
     return codes.astype(np.int64), names.tolist()
 
 
+def grouped_auc(scores, labels, groups, n_groups: int) -> np.ndarray:
+    """[G] ROC-AUC of ``scores`` vs ``labels`` within each group (``groups`` [n] int in [0, G)), mid-ranks for
+    ties as in ``roc_auc``; NaN where a group lacks a class. One lexsort for all groups."""
+    s, y, g = (np.asarray(a) for a in (scores, labels, groups))
+    order = np.lexsort((s, g))
+    s, y, g = s[order], y[order].astype(np.float64), g[order]
+    n = s.size
+    pos = np.arange(n)
+    new_run = np.r_[True, (np.diff(s) != 0) | (np.diff(g) != 0)] if n else np.zeros(0, bool)
+    starts = pos[new_run]
+    ends = np.r_[starts[1:], n]
+    mid = (starts + ends - 1) / 2.0                              # mean 0-based position of each tie run
+    group_first = np.maximum.accumulate(np.where(np.r_[True, np.diff(g) != 0] if n else new_run, pos, 0))
+    rank = mid[np.cumsum(new_run) - 1] - group_first + 1.0       # 1-based mid-rank within the group
+    n_pos = np.bincount(g, weights=y, minlength=n_groups)
+    n_neg = np.bincount(g, minlength=n_groups) - n_pos
+    rank_sum = np.bincount(g, weights=rank * y, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+
+
 def within_task_auc(P, Y, M, tasks) -> dict:
     """Per-target AUC within tasks: the prompt-weighted mean of per-task AUCs.
 
@@ -169,23 +191,19 @@ def within_task_auc(P, Y, M, tasks) -> dict:
     if len(tasks) != Y.shape[0]:
         raise ValueError(f"tasks has {len(tasks)} entries for N={Y.shape[0]} rows; pass one task name per row.")
     codes, names = task_codes(tasks)
-    K = Y.shape[1]
+    G, K = len(names), Y.shape[1]
     out = {"auc": np.full(K, np.nan), "tasks_used": np.zeros(K, np.int64), "tasks_excluded": np.zeros(K, np.int64),
            "excluded": [[] for _ in range(K)]}
     for k in range(K):
-        num = den = 0.0
-        for g, name in enumerate(names):
-            rows = M[:, k] & (codes == g)
-            auc = roc_auc(P[rows, k], Y[rows, k])
-            if np.isnan(auc):
-                out["tasks_excluded"][k] += 1
-                out["excluded"][k].append(name)
-                continue
-            out["tasks_used"][k] += 1
-            num += rows.sum() * auc
-            den += rows.sum()
-        if den:
-            out["auc"][k] = num / den
+        r = M[:, k]
+        auc = grouped_auc(P[r, k], Y[r, k], codes[r], G)
+        n = np.bincount(codes[r], minlength=G)
+        used = ~np.isnan(auc)
+        out["tasks_used"][k] = int(used.sum())
+        out["tasks_excluded"][k] = G - int(used.sum())
+        out["excluded"][k] = [names[g] for g in np.flatnonzero(~used)]
+        if used.any():
+            out["auc"][k] = float(np.sum(n[used] * auc[used]) / np.sum(n[used]))
     return out
 
 

@@ -155,3 +155,12 @@ def test_disagreement_rows_by_hand():
     assert metrics.disagreement_rows(Y).tolist() == [False, True, False, True]
     with pytest.raises(ValueError, match="needs every label"):
         metrics.disagreement_rows([[1, np.nan]])
+
+
+def test_grouped_auc_matches_per_group_roc_auc_with_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n, G = int(rng.integers(1, 60)), int(rng.integers(1, 6))
+        s, y, g = rng.integers(0, 4, n).astype(float), rng.integers(0, 2, n), rng.integers(0, G, n)
+        expected = [metrics.roc_auc(s[g == j], y[g == j]) for j in range(G)]
+        np.testing.assert_allclose(metrics.grouped_auc(s, y, g, G), expected)
