@@ -3,12 +3,17 @@
 The data go to ``<path>.<pid>.tmp`` in the destination's directory (same filesystem, so the rename is
 atomic), which is flushed, fsynced and moved over ``path`` with ``os.replace``. On any failure the temp
 file is removed and the error propagates. The parent directory must exist.
+
+`write_json` is the library's JSON writer for artifacts (metrics.json, router.json, ...): numpy values
+converted by `to_jsonable` (NaN/inf -> null), keys sorted, indent 1.
 """
 import contextlib
 import json
 import os
 import pathlib
 from typing import Any, BinaryIO, Callable, Iterator
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -41,3 +46,25 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None =
                       default: Callable[[Any], Any] | None = None) -> None:
     """``json.dumps(obj, indent=indent, sort_keys=sort_keys, default=default)`` as UTF-8."""
     atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys, default=default))
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Recursively convert numpy arrays/scalars for JSON (dict keys -> str, tuples -> lists, NaN/inf -> None)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """``to_jsonable(obj)`` as JSON with sorted keys and indent 1, written atomically."""
+    atomic_write_json(path, to_jsonable(obj), indent=1, sort_keys=True)

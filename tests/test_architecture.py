@@ -139,3 +139,10 @@ def test_no_experiment_imports_another_experiment():
     bad = {name: sorted(m for m in deps if m != "experiments") for name, deps in graph.items()}
     assert not {k: v for k, v in bad.items() if v}, f"experiments import other experiments: {bad}"
     assert len(graph) > 4  # the scan saw the experiment modules
+
+
+def test_only_experiments_import_the_stages():
+    graph = import_graph("prefill_router")
+    bad = sorted(m for m, deps in graph.items() if not m.startswith("prefill_router.stages")
+                 and any(d.startswith("prefill_router.stages") for d in deps))
+    assert not bad, f"library modules import the stages (only experiments/ may): {bad}"

@@ -29,3 +29,13 @@ def test_failure_keeps_the_old_file_and_removes_the_temp_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
     with pytest.raises(FileNotFoundError):
         fileio.atomic_write_bytes(tmp_path / "missing" / "a.bin", b"x")  # the parent must exist
+
+
+def test_write_json_converts_numpy_and_sorts_keys(tmp_path):
+    import numpy as np
+    path = tmp_path / "m.json"
+    fileio.write_json(path, {"b": np.float32(0.5), "a": (np.int64(3), np.nan), 2: np.array([[1.0, np.inf]]),
+                             "c": np.bool_(True)})
+    assert path.read_text() == ('{\n "2": [\n  [\n   1.0,\n   null\n  ]\n ],\n "a": [\n  3,\n  null\n ],\n'
+                                ' "b": 0.5,\n "c": true\n}')
+    assert fileio.to_jsonable({"x": [np.float64(-np.inf), "s"]}) == {"x": [None, "s"]}

@@ -21,6 +21,7 @@ All arithmetic is float64 numpy.
 from __future__ import annotations
 
 import numpy as np
+import scipy.stats
 
 __all__ = [
     "check_inputs", "complete_rows", "roc_auc", "per_target_auc", "brier_score", "per_target_brier",
@@ -112,14 +113,7 @@ def roc_auc(scores, labels) -> float:
     n_neg = int((y == 0).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    s_sorted = s[order]
-    # mid-ranks: for each run of equal scores, the mean of its 1-based positions
-    starts = np.r_[0, np.flatnonzero(np.diff(s_sorted)) + 1]
-    ends = np.r_[starts[1:], s.size]
-    mid = (starts + ends + 1) / 2.0
-    ranks = np.empty(s.size)
-    ranks[order] = np.repeat(mid, ends - starts)
+    ranks = scipy.stats.rankdata(s, method="average")
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 

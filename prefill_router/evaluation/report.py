@@ -22,18 +22,17 @@ Protocol (recorded in every result under ``protocol``):
 """
 from __future__ import annotations
 
-import os
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from absl import logging
 
-from prefill_router import fileio
+from prefill_router.fileio import to_jsonable  # exported: results -> JSON-ready values
 from prefill_router.evaluation import calibration, curves, metrics
 from prefill_router.evaluation.bootstrap import _paired_summary, _percentile_ci, resample_indices
 
 __all__ = ["evaluate_router", "compare_routers", "format_ci", "markdown_table", "markdown_report",
-           "to_jsonable", "save_json"]
+           "to_jsonable"]
 
 VARIANTS = {
     "gap_captured_pct": "argmax router; (acc − best single)/(oracle − best single)·100; NaN if no headroom",
@@ -433,25 +432,3 @@ def markdown_report(result: dict, title: str = "Routing evaluation", digits: int
     lines += [markdown_table(pt), "", "Definitions:", ""]
     lines += [f"- `{k}`: {v}" for k, v in result["variants"].items()]
     return "\n".join(lines) + "\n"
-
-
-def to_jsonable(obj):
-    """Recursively convert numpy arrays/scalars (NaN → None) for JSON."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return None if not np.isfinite(obj) else float(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
-def save_json(result: dict, path: str | os.PathLike) -> None:
-    """Write ``to_jsonable(result)`` atomically (`fileio.atomic_write_json`)."""
-    fileio.atomic_write_json(path, to_jsonable(result), indent=2)

@@ -25,15 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prefill_router.probes import linalg
-from prefill_router.probes.fisher import (DEFAULT_MAX_BYTES, HI, MIN_PER_CLASS, check_inputs, chunk_for,
-                                          map_layer_chunks, pca_basis, prestandardize,
-                                          weighted_standardize)
+from prefill_router.probes.fisher import (DEFAULT_MAX_BYTES, MIN_PER_CLASS, check_inputs, chunk_for,
+                                          map_layer_chunks, prestandardize)
+from prefill_router.probes.readout import (DEFAULT_C, DEFAULT_MAX_ITER, DEFAULT_TOL, HI, fit_logreg, pca_basis,
+                                           weighted_standardize)
 
-DEFAULT_C = 1.0
-DEFAULT_MAX_ITER = 30
-DEFAULT_TOL = 1e-10
-_STEPS = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625)
 
 
 class Folds(NamedTuple):
@@ -75,7 +71,7 @@ def stratified_folds(Y, M, n_splits: int = 5, seed: int = 42) -> Folds:
 
 
 # ----------------------------------------------------------------------------------------------
-# ROC-AUC and logistic regression (traceable).
+# ROC-AUC (traceable).
 # ----------------------------------------------------------------------------------------------
 def roc_auc_masked(scores: jax.Array, y: jax.Array, mask: jax.Array) -> jax.Array:
     """ROC-AUC of scores [N] for labels y [N] over the rows with mask [N] true; NaN if a class is empty.
@@ -94,45 +90,6 @@ def roc_auc_masked(scores: jax.Array, y: jax.Array, mask: jax.Array) -> jax.Arra
     n0 = mask.sum().astype(jnp.float32) - n1
     u = jnp.sum(jnp.where(pos, rank, 0.0)) - n1 * (n1 + 1.0) / 2.0
     return jnp.where((n1 > 0) & (n0 > 0), u / jnp.maximum(n1 * n0, 1.0), jnp.nan)
-
-
-def fit_logreg(Z: jax.Array, y: jax.Array, w: jax.Array, *, C: float = DEFAULT_C,
-               max_iter: int = DEFAULT_MAX_ITER, tol: float = DEFAULT_TOL) -> tuple[jax.Array, jax.Array]:
-    """L2 logistic regression on the rows with weight w [N] (0/1) of Z [N, p].
-
-    Minimises 0.5 ||coef||^2 + C sum_i w_i (softplus(s_i) - y_i s_i), s = Z coef + b (b unpenalised).
-    Returns (theta [p + 1] = [coef, b], scores s [N] for ALL rows).
-    """
-    N, p = Z.shape
-    Zt = jnp.concatenate([Z, jnp.ones((N, 1), Z.dtype)], axis=1)
-    pen = jnp.concatenate([jnp.ones(p, Z.dtype), jnp.zeros(1, Z.dtype)])
-    steps = jnp.asarray(_STEPS, Z.dtype)
-
-    def objective(theta, s):
-        return 0.5 * jnp.sum(pen * theta * theta) + C * jnp.sum(w * (jax.nn.softplus(s) - y * s))
-
-    def body(state):
-        theta, s, it, _ = state
-        prob = jax.nn.sigmoid(s)
-        g = pen * theta + C * jnp.einsum("n,nq->q", w * (prob - y), Zt, precision=HI)
-        h = C * w * prob * (1.0 - prob)
-        H = jnp.einsum("nq,n,nr->qr", Zt, h, Zt, precision=HI) + jnp.diag(pen) + 1e-6 * jnp.eye(p + 1)
-        d = linalg.cho_solve(linalg.cholesky(H), g)
-        zd = Zt @ d
-        f0 = objective(theta, s)
-        fs = jax.vmap(lambda t: objective(theta - t * d, s - t * zd))(steps)
-        ok = fs <= f0 + 1e-7 * jnp.abs(f0)
-        t = jnp.where(ok.any(), steps[jnp.argmax(ok)], steps[-1])
-        dec = 0.5 * jnp.dot(g, d) / jnp.maximum(1.0, jnp.abs(f0))
-        return theta - t * d, s - t * zd, it + 1, dec
-
-    def cond(state):
-        _, _, it, dec = state
-        return (it < max_iter) & (dec > tol)
-
-    init = (jnp.zeros(p + 1, Z.dtype), jnp.zeros(N, Z.dtype), jnp.asarray(0), jnp.asarray(jnp.inf, Z.dtype))
-    theta, s, _, _ = jax.lax.while_loop(cond, body, init)
-    return theta, s
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,4 +213,4 @@ def _roc_auc_nd(scores, y, mask):
     return fn(scores, y, mask)
 
 
-__all__ = ["Folds", "stratified_folds", "roc_auc", "roc_auc_masked", "fit_logreg", "cv_auc"]
+__all__ = ["Folds", "stratified_folds", "roc_auc", "roc_auc_masked", "cv_auc"]

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from prefill_router.probes import linalg
-from prefill_router.probes.fisher import (DEFAULT_MAX_BYTES, HI, chunk_for, map_layer_chunks,
-                                          weighted_standardize)
+from prefill_router.probes.fisher import DEFAULT_MAX_BYTES, chunk_for, map_layer_chunks
+from prefill_router.probes.readout import HI, weighted_standardize
 
 
 def _gram(x: jax.Array, w: jax.Array, standardize: bool) -> jax.Array:

@@ -41,13 +41,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from prefill_router.probes import linalg
+from prefill_router.probes.readout import HI, STD_FLOOR, pca_basis, weighted_cov, weighted_standardize
 
-HI = jax.lax.Precision.HIGHEST
-STD_FLOOR = 1e-6          # std below this (on the globally pre-standardised scale) -> sigma := 1
 DIAG_FLOOR = 1e-6         # floor of s_1^2 + s_0^2 in J_diag (standardised units)
 MIN_PER_CLASS = 2         # fewer members in a class -> NaN + valid=False
 DEFAULT_SHRINK = 1e-3
-GRAM_FLOOR = 1e-6         # relative eigenvalue floor of `pca_basis`'s Gram route
 DEFAULT_MAX_BYTES = 2 << 30
 SHRINKAGES = ("fixed", "ledoit_wolf")
 
@@ -102,49 +100,6 @@ def prestandardize(X: jax.Array) -> jax.Array:
     mu = X.mean(axis=1, keepdims=True)
     sd = X.std(axis=1, keepdims=True)
     return (X - mu) / jnp.where(sd > STD_FLOOR, sd, 1.0)
-
-
-def weighted_standardize(x: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Standardise x [N, D] with the statistics of the rows weighted by w [N] (0/1).
-
-    Returns (z [N, D] = (x - mu) / sigma for all rows, mu [D], sigma [D]); mu and the biased std use
-    only rows with w = 1; sigma := 1 where the std is below STD_FLOOR (constant feature).
-    """
-    n = jnp.maximum(w.sum(), 1.0)
-    mu = jnp.einsum("n,nd->d", w, x, precision=HI) / n
-    var = jnp.einsum("n,nd->d", w, jnp.square(x - mu), precision=HI) / n
-    sigma = jnp.where(var > STD_FLOOR**2, jnp.sqrt(var), 1.0)
-    return (x - mu) / sigma, mu, sigma
-
-
-def weighted_cov(z: jax.Array, w: jax.Array) -> jax.Array:
-    """(1/n) sum_i w_i z_i z_i^T for z [N, D] already centred on the weighted rows -> [D, D]."""
-    n = jnp.maximum(w.sum(), 1.0)
-    return jnp.einsum("nd,ne->de", z * w[:, None], z, precision=HI) / n
-
-
-def top_eigh(C: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-    """Top-k eigenpairs of a symmetric [D, D] matrix, descending: (lambda [k] >= 0, V [D, k])."""
-    evals, evecs = linalg.eigh(C)
-    return jnp.maximum(evals[::-1][:k], 0.0), evecs[:, ::-1][:, :k]
-
-
-def pca_basis(z: jax.Array, w: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-    """Top-k principal axes of the rows z [N, D] (centred on the w-weighted rows): (lambda [k], V [D, k]).
-
-    The axes are the top eigenvectors of C = Z^T W Z / n (`weighted_cov`). When N < D and k <= N the
-    eigenproblem is solved on the N x N Gram matrix G = A A^T with A = W^{1/2} Z / sqrt(n), which has the
-    same nonzero eigenvalues, and V = A^T U / sqrt(lambda): (D / N)^3 less work. Axes with
-    lambda <= GRAM_FLOOR * lambda_max (beyond the rank of the rows) become zero columns.
-    """
-    N, D = z.shape
-    if N >= D or k > N:
-        return top_eigh(weighted_cov(z, w), k)
-    A = z * jnp.sqrt(w / jnp.maximum(w.sum(), 1.0))[:, None]
-    lam, U = top_eigh(jnp.einsum("nd,md->nm", A, A, precision=HI), k)
-    keep = lam > GRAM_FLOOR * jnp.maximum(lam[0], 1e-30)
-    V = jnp.einsum("nd,nk->dk", A, U, precision=HI) / jnp.sqrt(jnp.where(keep, lam, 1.0))
-    return jnp.where(keep, lam, 0.0), jnp.where(keep, V, 0.0)
 
 
 def map_layer_chunks(fn: Callable, X: np.ndarray, chunk: int, *args) -> list[np.ndarray]:
@@ -332,4 +287,4 @@ def gaussian_fisher_closed_form(delta: np.ndarray, sigma: np.ndarray) -> float:
 
 
 __all__ = ["fisher_j", "fisher_j_diag", "label_validity", "gaussian_fisher_closed_form",
-           "DEFAULT_SHRINK", "STD_FLOOR", "DIAG_FLOOR", "MIN_PER_CLASS"]
+           "DEFAULT_SHRINK", "DIAG_FLOOR", "MIN_PER_CLASS"]

@@ -14,9 +14,9 @@ Two layouts:
   * shared: one ``SharedBlockSpec`` whose sources (e.g. all layers of one encoder, mean pooled) are
     concatenated and then pass through one scaler + PCA.
 
-Everything is fitted on training rows only (``fit_transform`` receives only those rows), in float64 numpy.
-The PCA sign convention makes the largest-|.| entry of every component positive (scikit-learn's
-``svd_flip(u_based_decision=False)``), so fits are deterministic. ``pca_dim`` larger than
+Everything is fitted on training rows only (``fit_transform`` receives only those rows), in float64 numpy
+by the linear readout (`probes.readout.fit_scaler_pca`). The PCA sign convention makes the largest-|.| entry
+of every component positive (scikit-learn's ``svd_flip(u_based_decision=False)``), so fits are deterministic. ``pca_dim`` larger than
 min(N_train, D) is clamped to that value with a logged warning; the fitted ``k`` is the effective width.
 """
 from __future__ import annotations
@@ -27,6 +27,8 @@ from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
 from absl import logging
+
+from prefill_router.probes import readout
 
 POOLINGS = ("last", "mean")
 
@@ -142,19 +144,9 @@ def _check_pca_dim(pca_dim: int, name: str) -> None:
         raise ValueError(f"block {name!r}: pca_dim must be >= 1, got {pca_dim}")
 
 
-@dataclasses.dataclass
-class FittedTransform:
-    """A fitted StandardScaler + PCA: z = ((x - mean) / scale - pca_mean) @ components.T.
-
-    mean, scale, pca_mean: [D] float64; components: [k, D] float64 (orthonormal rows);
-    explained_variance: [k] (population variance of the training scores per component).
-    """
-
-    mean: np.ndarray
-    scale: np.ndarray
-    pca_mean: np.ndarray
-    components: np.ndarray
-    explained_variance: np.ndarray
+class FittedTransform(readout.ScalerPCA):
+    """A block's fitted StandardScaler + PCA (`probes.readout.ScalerPCA`, always with PCA):
+    z = ((x - mean) / scale - pca_mean) @ components.T; components [k, D] float64 (orthonormal rows)."""
 
     @property
     def in_dim(self) -> int:
@@ -171,11 +163,7 @@ class FittedTransform:
             raise ValueError(f"block {name!r}: features have shape {x.shape}, the fitted transform expects "
                              f"[N, {self.in_dim}]; check the encoder/layer/pooling of the features")
         check_finite(x, name)
-        z = ((x.astype(np.float64) - self.mean) / self.scale - self.pca_mean) @ self.components.T
-        return z.astype(np.float32)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return self.transform(x).astype(np.float32)
 
 
 def check_finite(x: np.ndarray, name: str, row_ids: np.ndarray | None = None) -> None:
@@ -201,19 +189,7 @@ def fit_transform(x_train: np.ndarray, pca_dim: int, name: str = "block") -> Fit
     if k > min(n, d):
         logging.warning("block %r: pca_dim %d > min(N_train=%d, D=%d); clamped to %d", name, k, n, d, min(n, d))
         k = min(n, d)
-    mean = x.mean(axis=0)
-    std = x.std(axis=0)  # population std (ddof=0), as StandardScaler
-    # Constant features (std at rounding level of the mean) get scale 1, as scikit-learn does.
-    scale = np.where(std <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0), 1.0, std)
-    xs = (x - mean) / scale
-    pca_mean = xs.mean(axis=0)
-    _, s, vt = np.linalg.svd(xs - pca_mean, full_matrices=False)
-    vt = vt[:k]
-    signs = np.sign(vt[np.arange(k), np.argmax(np.abs(vt), axis=1)])
-    signs[signs == 0] = 1.0
-    components = vt * signs[:, None]
-    explained_variance = s[:k] ** 2 / n
-    return FittedTransform(mean, scale, pca_mean, components, explained_variance)
+    return FittedTransform(**readout.fit_scaler_pca(x, k).arrays())
 
 
 FeaturesLookup = Union[Mapping[Any, np.ndarray], Callable[[FeatureSource], np.ndarray]]

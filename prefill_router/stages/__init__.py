@@ -19,7 +19,8 @@ of earlier stages) and fits on training rows only; the test split is scored once
 Experiment-specific stages: `stages.sweep` (layer_sweep combinations and leaderboard rows) and
 `stages.transfer` (encoder x target matrix).
 """
-from prefill_router.stages.base import stage, write_json
+from prefill_router.fileio import write_json
+from prefill_router.stages.base import stage
 from prefill_router.stages.baselines import baselines
 from prefill_router.stages.controls import control_headline, task_priors
 from prefill_router.stages.data import SOURCES, Split, data_stats, load_routing_data, load_split, subsample
