@@ -147,7 +147,8 @@ class RouterBundle:
         if width != self.ensemble.config.d_in:
             raise ValueError(f"transforms produce {width} features; the trunk expects d_in={self.ensemble.config.d_in}")
         per_target = [b.target for b in self.blocks if isinstance(b, blocks_lib.BlockSpec)]
-        if per_target and len(per_target) == len(self.blocks) and tuple(per_target) != self.targets:
+        # targets added later (router.add_target) read the trunk and have no block: blocks name a prefix
+        if per_target and len(per_target) == len(self.blocks) and tuple(per_target) != self.targets[:len(per_target)]:
             raise ValueError(f"per-target blocks are ordered {per_target}, targets are {list(self.targets)}")
         unknown = set(self.prices) - set(self.targets)
         if unknown:
