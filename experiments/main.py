@@ -6,14 +6,12 @@ module exposes ``run(config, workdir) -> dict`` and writes its artifacts under `
 
 A workdir holds ONE run: rerunning the same command resumes it; a different config in a workdir that
 holds another run's ``config.json`` stops at once, naming the changed fields; ``--overwrite`` then
-deletes that run's outputs (``RUN_OUTPUTS``) and starts afresh. The config is checked
+deletes that run's outputs (``cli.RUN_OUTPUTS``) and starts afresh. The config is checked
 (`prefill_router.validation`) before any stage runs. Errors print one line (``--verbose``: traceback).
 """
 import importlib
-import json
 import logging as std_logging
 import pathlib
-import shutil
 import tempfile
 import time
 
@@ -39,9 +37,6 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete the outputs of a run 
 flags.mark_flags_as_required(["config", "workdir"])
 
 UsageError = cli.UsageError
-# What experiments write into a workdir; --overwrite deletes these (and nothing else) before a changed run.
-RUN_OUTPUTS = ("config.json", "metrics.json", "report.md", "data_stats.json", "data_stats.md", "leaderboard.json",
-               "leaderboard.md", "leaderboard.png", "router", "train_state", "probes", "plots")
 
 
 def prepare_workdir(workdir: str) -> pathlib.Path:
@@ -54,42 +49,6 @@ def prepare_workdir(workdir: str) -> pathlib.Path:
     except OSError as e:
         raise UsageError(f"--workdir={workdir} cannot be written ({e.strerror}); choose another directory")
     return path
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
-def check_workdir_config(workdir: pathlib.Path, config_dict: dict, overwrite: bool) -> None:
-    """Refuses (UsageError) a workdir whose config.json differs from this run's config, unless ``overwrite``,
-    which deletes that run's outputs first."""
-    path = workdir / "config.json"
-    if not path.is_file():
-        return
-    try:
-        old = _flat(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        old = {"<unreadable config.json>": True}
-    new = _flat(json.loads(json.dumps(config_dict, default=str)))
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-    if not changed:
-        return
-    if not overwrite:
-        shown = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3])
-        raise UsageError(f"--workdir={workdir} holds a run with another config ({shown}"
-                         f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''}); "
-                         "pass --overwrite to delete its outputs and start afresh, or choose a new --workdir")
-    logging.warning("--overwrite: deleting the outputs of the previous run in %s (changed: %s)", workdir,
-                    ", ".join(changed))
-    for name in RUN_OUTPUTS:
-        target = workdir / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
 
 
 def resolve_experiment(config):
@@ -119,7 +78,7 @@ def main(argv):
     validation.check_config(config)
     workdir = prepare_workdir(_WORKDIR.value)
     if jax.process_index() == 0:
-        check_workdir_config(workdir, config.to_dict(), _OVERWRITE.value)
+        cli.check_workdir_config(workdir, config.to_dict(), _OVERWRITE.value)
     logging.info("JAX %s on %d %s device(s), process %d of %d: %s", jax.__version__, jax.device_count(),
                  jax.default_backend(), jax.process_index(), jax.process_count(), jax.devices())
     logging.info("Config:\n%s", config)

@@ -1,4 +1,5 @@
-"""Command-line error handling shared by the entry points (experiments.main, experiments.route, launch.sweep).
+"""Command-line error handling shared by the entry points (experiments.main, experiments.route, launch.sweep),
+and the one-run-per-workdir rule (``check_workdir_config``).
 
 ``run(main)`` runs an absl main so that a problem the user must fix prints ONE line and exits 2:
 ``UsageError`` and every ``ValueError`` / ``FileNotFoundError`` / ``FileExistsError`` raised by the library
@@ -6,11 +7,14 @@
 "interrupted; rerun the same command to resume" and exits 130 (every long stage resumes from its cache).
 Other exceptions are bugs and keep their traceback.
 """
+import json
+import pathlib
 import re
+import shutil
 import sys
 import traceback
 
-from absl import app, flags
+from absl import app, flags, logging
 
 _VERBOSE = flags.DEFINE_bool("verbose", False, "On an error, print the full traceback, not just one line.")
 
@@ -46,6 +50,47 @@ def report(e: BaseException, code: int = 2) -> None:
         traceback.print_exception(e)
     print(f"error: {one_line(e)}", file=sys.stderr)
     sys.exit(code)
+
+
+# What experiments write into a workdir; --overwrite deletes these (and nothing else) before a changed run.
+RUN_OUTPUTS = ("config.json", "metrics.json", "report.md", "data_stats.json", "data_stats.md", "leaderboard.json",
+               "leaderboard.md", "leaderboard.png", "router", "train_state", "probes", "plots", "label_efficiency")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def check_workdir_config(workdir: pathlib.Path, config_dict: dict, overwrite: bool) -> None:
+    """Refuses (UsageError) a workdir whose config.json differs from this run's config, unless ``overwrite``,
+    which deletes that run's outputs first."""
+    path = workdir / "config.json"
+    if not path.is_file():
+        return
+    try:
+        old = _flat(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        old = {"<unreadable config.json>": True}
+    new = _flat(json.loads(json.dumps(config_dict, default=str)))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if not changed:
+        return
+    if not overwrite:
+        shown = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3])
+        raise UsageError(f"--workdir={workdir} holds a run with another config ({shown}"
+                         f"{f' and {len(changed) - 3} more' if len(changed) > 3 else ''}); "
+                         "pass --overwrite to delete its outputs and start afresh, or choose a new --workdir")
+    logging.warning("--overwrite: deleting the outputs of the previous run in %s (changed: %s)", workdir,
+                    ", ".join(changed))
+    for name in RUN_OUTPUTS:
+        target = workdir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
 
 
 def run(main, **kwargs) -> None:

@@ -84,18 +84,18 @@ def test_changed_config_in_a_used_workdir_is_refused_at_start(tmp_path):
 
 
 def test_overwrite_deletes_only_the_previous_runs_outputs(tmp_path):
-    from experiments import main
+    from prefill_router import cli
     for name in ("metrics.json", "report.md", "config.json"):
         (tmp_path / name).write_text("{}")
     for name in ("router", "train_state", "probes"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "x").write_text("x")
     (tmp_path / "notes.txt").write_text("mine")
-    main.check_workdir_config(tmp_path, {}, overwrite=False)  # '{}' == {}: the same config, nothing happens
+    cli.check_workdir_config(tmp_path, {}, overwrite=False)  # '{}' == {}: the same config, nothing happens
     assert (tmp_path / "metrics.json").exists()
-    with pytest.raises(main.UsageError, match="seed None -> 1"):
-        main.check_workdir_config(tmp_path, {"seed": 1}, overwrite=False)
-    main.check_workdir_config(tmp_path, {"seed": 1}, overwrite=True)
+    with pytest.raises(cli.UsageError, match="seed None -> 1"):
+        cli.check_workdir_config(tmp_path, {"seed": 1}, overwrite=False)
+    cli.check_workdir_config(tmp_path, {"seed": 1}, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
