@@ -69,3 +69,18 @@ def test_repeat_aggregate_counts_significant_runs():
     assert vs["mean"] == pytest.approx(0.1 / 3) and vs["n_significant_above"] == 1 and vs["n_significant_below"] == 1
     md = "\n".join(repeats.repeats_markdown({"R": 3, "seeds": [0, 1, 2], "varied": "seeds", **agg}))
     assert "| SharedTrunkNet | 0.600 [" in md and "| router accuracy |" in md and "1 / 1 of 3" in md
+
+
+def test_cv_auc_choice_keeps_its_pca_width_and_trunk_seeds_follow_the_seed():
+    from configs import common
+    from prefill_router.probes.select import LayerChoice
+    from prefill_router.stages import router as router_stage
+    choices = [LayerChoice("a", "enc", "mean", 3, 0.5, "cv_auc", 0.7, pca_dim=50),
+               LayerChoice("b", "enc", "last", 2, 0.4, "cv_auc", 0.6, pca_dim=None),
+               LayerChoice("c", "enc", "last", 2, 0.4, "fisher", 1.2)]
+    assert [s.pca_dim for s in router_stage.per_target_specs(choices, 100)] == [50, 100, 100]
+    c = common.base_config()
+    c.router.num_seeds, c.router.keep = 3, 2
+    assert router_stage.train_config(c).seeds == (42, 43, 44)
+    c.seed = 2
+    assert router_stage.train_config(c).seeds == (48, 49, 50)
