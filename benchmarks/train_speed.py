@@ -1,35 +1,53 @@
-"""Benchmark: the seed ensemble trained with jit(vmap) over seeds vs the same seeds one after another.
+"""Benchmark: our 10-seed SharedTrunkNet ensemble vs the PyTorch reference loop (seed after seed), in one process.
 
-    python benchmarks/train_speed.py                          # synthetic N=5000, d=850, K=9, 10 seeds
-    python benchmarks/train_speed.py --features feats.npz     # npz with X [N, d], Y [N, K], M [N, K]
-    python benchmarks/train_speed.py --n 1000 --max_epochs 20 # quicker
-    python benchmarks/train_speed.py --config=configs/default.py  # the default's real training features
+    python benchmarks/train_speed.py                                 # both synthetic designs below, 3 rounds
+    python benchmarks/train_speed.py --shapes=default --repeats=5
+    python benchmarks/train_speed.py --config=configs/default.py     # the router design on real training features
+    python benchmarks/train_speed.py --features feats.npz            # npz with X [N, d], Y [N, K], M [N, K]
 
-Each mode is run twice in one process: the first run includes XLA compilation, the second reuses the
-compiled program (the "warm" time). Prints both wall times per mode, the ratio sequential / vmapped
-(target >= 3x on an accelerator) and checks that both modes give the same parameters and validation losses.
-Note: the vmapped while_loop runs until the slowest seed stops (stopped seeds are carried along unchanged),
-while the sequential mode runs each seed only for its own epochs.
+Designs (synthetic features with a decaying spectrum, logistic labels, 5% missing): ``default`` N=600, d=300,
+K=3 (the default run's trunk) and ``llmrouter`` N=4000, d=900, K=9 (LLMRouter: 9 targets x PCA-100 blocks).
+
+Peer: ``train_torch_reference.py`` (mini-batches of 512, Adam with coupled weight decay, per-epoch
+validation, early stopping with patience 15, best weights restored), run with 1 thread and with torch's
+default thread count (on a shared 2-core CPU the OpenMP pool's spinning makes more threads slower).
+First a parity check: the torch recipe and ours from the same initial weights, dropout off, on the same
+batches, must end with the same weights. Then ``--repeats`` rounds, each timing every mode once in a
+rotated order (the machine is shared, so modes are interleaved and compared round by round). Ours is timed
+warm (its compile is printed separately; the timed rounds must compile nothing, counted by jax.monitoring).
+Printed: wall times (median, min) per mode, the speed-up = median over rounds of torch / ours, and the
+validation loss (inner-split BCE) of the kept seeds (and of all seeds) of both, with the difference of means and its standard
+error (the inner splits differ, so only agreement within noise is expected).
+Second line: ours (one seed after another in one program) vs the same seeds vmapped (``seed_batch=S``) and vs
+one host call per seed (``sequential``), warm, one run each per round.
 """
 from __future__ import annotations
 
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+import optax
+import torch
+from absl import app, flags
 
+import train_torch_reference as ref
+from prefill_router.router import model as model_lib
 from prefill_router.router import train
 
-_FEATURES = flags.DEFINE_string("features", None, "npz with X [N, d], Y [N, K], M [N, K]; synthetic if unset")
+_SHAPES = {"default": (600, 300, 3), "llmrouter": (4000, 900, 9)}
+_SHAPES_FLAG = flags.DEFINE_list("shapes", ["default", "llmrouter"], f"synthetic designs: {list(_SHAPES)}")
+_FEATURES = flags.DEFINE_string("features", None, "npz with X [N, d], Y [N, K], M [N, K] (replaces --shapes)")
 _CONFIG = flags.DEFINE_string("config", None, "pipeline config[:args]: the router design on its real training "
                               "features (target k: mean pooling at relative depth (k+1)/(K+1), router.pca_dim)")
-_N = flags.DEFINE_integer("n", 5000, "synthetic rows")
-_D = flags.DEFINE_integer("d", 850, "synthetic feature width")
-_K = flags.DEFINE_integer("k", 9, "synthetic targets")
 _SEEDS = flags.DEFINE_integer("seeds", 10, "number of seeds (42, 43, ...)")
 _EPOCHS = flags.DEFINE_integer("max_epochs", 150, "epoch cap")
-_REPEATS = flags.DEFINE_integer("repeats", 2, "runs per mode (the first includes compilation)")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "interleaved rounds (every mode timed once per round)")
+_TORCH_THREADS = flags.DEFINE_list("torch_threads", ["1", "0"], "torch thread counts to run (0: torch's default)")
+_SECOND = flags.DEFINE_bool("second_line", True, "also time vmapped and host-sequential JAX")
+
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
 def synthetic(n: int, d: int, k: int, seed: int = 0):
@@ -59,50 +77,116 @@ def real_design(spec: str):
     return x, np.where(data.M, data.Y, np.nan).astype(np.float32), data.M
 
 
-def _timed(fn):
+def parity(x, y, m, cfg: train.TrainConfig, steps: int = 4) -> float:
+    """Max |weight difference| after ``steps`` Adam steps of both recipes from one init, dropout off, same batches."""
+    trunk = model_lib.TrunkConfig(x.shape[1], y.shape[1], cfg.hidden, tuple(0.0 for _ in cfg.dropout))
+    graphdef, params = model_lib.init_params(trunk, jax.random.PRNGKey(0))
+    yy, mm = np.where(m, np.nan_to_num(y), 0.0).astype(np.float32), m.astype(np.float32)
+    batches = [np.arange(i * 97, i * 97 + min(cfg.batch_size, len(x) - i * 97)) % len(x) for i in range(steps)]
+    tx = train._optimizer(cfg)
+    opt_state = tx.init(params)
+    loss = lambda p, b: model_lib.masked_bce(model_lib.apply(graphdef, p, x[b]), yy[b], mm[b])
+    for b in batches:
+        updates, opt_state = tx.update(jax.grad(loss)(params, b), opt_state, params)
+        params = optax.apply_updates(params, updates)
+    net = ref.trunk(x.shape[1], y.shape[1], cfg)
+    ref.load_jax_params(net, model_lib.init_params(trunk, jax.random.PRNGKey(0))[1])
+    net.eval()  # dropout off, as in the JAX trunk built with rates 0
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    xt, yt, mt = (torch.from_numpy(a) for a in (x, yy, mm))
+    for b in batches:
+        opt.zero_grad()
+        ref.masked_bce(net(xt[b]), yt[b], mt[b]).backward()
+        opt.step()
+    linears = [mod for mod in net if isinstance(mod, torch.nn.Linear)]
+    return max(max(float(np.abs(lin.weight.detach().numpy().T - np.asarray(params["layers"][i]["kernel"])).max()),
+                   float(np.abs(lin.bias.detach().numpy() - np.asarray(params["layers"][i]["bias"])).max()))
+               for i, lin in enumerate(linears))
+
+
+def _stats(v) -> str:
+    v = np.asarray(v, np.float64)
+    return f"median {np.median(v):7.2f} s  min {v.min():7.2f} s"
+
+
+def _val_diff(which: str, ours, name: str, theirs) -> str:
+    """Mean inner-validation BCE of both and their difference in standard errors (Welch)."""
+    a, b = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+    se = np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+    return (f"val BCE, {which}: ours {a.mean():.4f}, {name} {b.mean():.4f}; ours - torch {a.mean() - b.mean():+.4f} "
+            f"= {(a.mean() - b.mean()) / se:+.1f} se")
+
+
+def bench(label: str, x, y, m, cfg: train.TrainConfig) -> None:
+    print(f"\n=== {label}: X {x.shape}, K={y.shape[1]}, {len(cfg.seeds)} seeds, <= {cfg.max_epochs} epochs, "
+          f"batch {cfg.batch_size}")
+    print(f"parity (torch recipe vs ours, same init, dropout off, 4 Adam steps): max |weight diff| "
+          f"{parity(x, y, m, cfg):.2e}")
+    compiles = []
+
+    def listen(event, secs, **kw):
+        if event == COMPILE_EVENT:
+            compiles.append(secs)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
     t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
+    train.train_ensemble(x, y, m, cfg)
+    print(f"ours, first call: {time.perf_counter() - t0:.2f} s incl. {len(compiles)} compiles ({sum(compiles):.2f} s)")
+    default_threads = torch.get_num_threads()
+    modes = {"ours": lambda: train.train_ensemble(x, y, m, cfg)}
+    for t in (int(v) for v in _TORCH_THREADS.value):
+        modes[f"torch {t or default_threads} thr"] = lambda t=t: (torch.set_num_threads(t or default_threads),
+                                                                  ref.train_seeds(x, y, m, cfg))[1]
+    if _SECOND.value:
+        for extra in (lambda: train.train_ensemble(x, y, m, cfg, seed_batch=len(cfg.seeds)),
+                      lambda: train.train_seeds_sequential(x, y, m, cfg)):
+            extra()  # compile outside the timed rounds
+        modes["ours vmapped"] = lambda: train.train_ensemble(x, y, m, cfg, seed_batch=len(cfg.seeds))
+        modes["ours host-seq"] = lambda: train.train_seeds_sequential(x, y, m, cfg)
+    n_compiles = len(compiles)
+    names = list(modes)
+    wall = {k: [] for k in names}
+    out = {}
+    for r in range(_REPEATS.value):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for k in order:
+            t0 = time.perf_counter()
+            out[k] = modes[k]()
+            wall[k].append(time.perf_counter() - t0)
+        print(f"round {r + 1}: " + ", ".join(f"{k} {wall[k][-1]:.2f} s" for k in names), flush=True)
+    jax.monitoring.unregister_event_duration_listener(listen)
+    torch.set_num_threads(default_threads)
+    print(f"compiles during the timed rounds: {len(compiles) - n_compiles}")
+    for k in names:
+        epochs = (out[k].report.epochs_run if hasattr(out[k], "report") else out[k]["epochs_run"]).tolist()
+        print(f"{k:>14}: {_stats(wall[k])} | epochs per seed {epochs}")
+    ours = np.asarray(wall["ours"])
+    for k in names[1:]:
+        ratio = np.asarray(wall[k]) / ours
+        print(f"speed-up {k} / ours: {np.median(ratio):.2f}x (rounds {np.round(ratio, 2).tolist()})")
+    ours_val = {"kept": out["ours"].val_losses, "all": out["ours"].report.best_val}
+    for k in names:
+        if k.startswith("torch"):
+            for which, theirs in (("kept", out[k]["kept_val"]), ("all", out[k]["best_val"])):
+                print(_val_diff(f"{which} seeds", ours_val[which], f"{k}", theirs))
 
 
 def main(argv):
     del argv
-    if _CONFIG.value:
-        x, y, m = real_design(_CONFIG.value)
-        source = _CONFIG.value
-    elif _FEATURES.value:
-        data = np.load(_FEATURES.value)
-        x, y, m = data["X"], data["Y"], data["M"].astype(bool)
-        source = _FEATURES.value
-    else:
-        x, y, m = synthetic(_N.value, _D.value, _K.value)
-        source = "synthetic"
     cfg = train.TrainConfig(seeds=tuple(range(42, 42 + _SEEDS.value)), max_epochs=_EPOCHS.value,
                             keep=min(5, _SEEDS.value))
-    print(f"data {source}: X {x.shape}, Y {y.shape}; {len(cfg.seeds)} seeds, <= {cfg.max_epochs} epochs, "
-          f"batch {cfg.batch_size}; device {jax.devices()[0].device_kind} x{jax.device_count()}")
-
-    times = {}
-    results = {}
-    for mode, vectorized in (("vmapped", True), ("sequential", False)):
-        runs = []
-        for _ in range(_REPEATS.value):
-            ens, sec = _timed(lambda: train.train_ensemble(x, y, m, cfg, vectorized=vectorized))
-            runs.append(sec)
-        times[mode], results[mode] = runs, ens
-        print(f"{mode:>10}: incl. compile {runs[0]:8.2f} s | warm {min(runs[1:] or runs):8.2f} s | "
-              f"epochs per seed {ens.report.epochs_run.tolist()}")
-
-    warm = {k: min(v[1:] or v) for k, v in times.items()}
-    print(f"speed-up sequential/vmapped: warm {warm['sequential'] / warm['vmapped']:.2f}x, "
-          f"incl. compile {times['sequential'][0] / times['vmapped'][0]:.2f}x")
-    a, b = results["vmapped"], results["sequential"]
-    diff = max(float(np.abs(p - q).max()) for p, q in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)))
-    same = a.seeds == b.seeds and np.array_equal(a.report.epochs_run, b.report.epochs_run)
-    print(f"same kept seeds and epochs: {same}; max |param diff| {diff:.2e}; "
-          f"max |best val diff| {np.abs(a.report.best_val - b.report.best_val).max():.2e}")
-    if not same or diff > 1e-4:
-        logging.warning("vmapped and sequential results differ beyond float rounding")
+    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; torch {torch.__version__} "
+          f"(default {torch.get_num_threads()} threads)")
+    if _CONFIG.value:
+        bench(_CONFIG.value, *real_design(_CONFIG.value), cfg)
+    elif _FEATURES.value:
+        data = np.load(_FEATURES.value)
+        bench(_FEATURES.value, data["X"], data["Y"], data["M"].astype(bool), cfg)
+    else:
+        for name in _SHAPES_FLAG.value:
+            if name not in _SHAPES:
+                raise app.UsageError(f"unknown shape {name!r}; use one of {list(_SHAPES)}")
+            bench(f"synthetic {name}", *synthetic(*_SHAPES[name]), cfg)
 
 
 if __name__ == "__main__":
