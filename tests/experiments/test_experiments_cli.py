@@ -62,16 +62,18 @@ def test_evaluate_from_checkpoint_reproduces_the_pipeline_predictions(runlocal_w
         assert ours[key]["value"] == pytest.approx(pipe[key]["value"], abs=1e-6), key
 
 
-def test_evaluate_refuses_rows_the_checkpoint_trained_on(runlocal_workdir, cache, tmp_path):
-    """The checkpoint was trained with seed 0; seed 3 splits the same items differently, so some of its
-    test rows were training rows: refused before any feature is extracted (its AUC would be inflated)."""
-    proc = _run("-m", "experiments.main",
-                f"--config=configs/evaluate.py:checkpoint={runlocal_workdir / 'router'},runlocal,seed=3",
-                f"--workdir={tmp_path}", cache=cache)
+def test_evaluate_refuses_rows_the_checkpoint_trained_on(cache, tmp_path):
+    """The issue's repro: a router trained with seed=3, evaluated with the default seed (another split of the
+    same items, so some 'test' rows trained it) is refused before any feature is extracted."""
+    proc = _run("-m", "experiments.main", "--config=configs/default.py:runlocal,seed=3", f"--workdir={tmp_path / 'A'}",
+                cache=cache)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = _run("-m", "experiments.main", f"--config=configs/evaluate.py:checkpoint={tmp_path / 'A' / 'router'},runlocal",
+                f"--workdir={tmp_path / 'eval'}", cache=cache)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "'test' rows are training rows of the checkpoint (trained with seed=0" in errors[0]
-    assert not (tmp_path / "metrics.json").exists()
+    assert len(errors) == 1 and "'test' rows are training rows of the checkpoint (trained with seed=3" in errors[0]
+    assert "stage features" not in proc.stderr and not (tmp_path / "eval" / "metrics.json").exists()
 
 
 def test_layer_sweep_trains_all_combinations_and_ranks_them(runlocal_workdir, cache, tmp_path):
