@@ -136,8 +136,8 @@ def main():
     pca_dims = tuple(int(p) for p in args.pca_dims.split(","))
     print(f"shape: {len(poolings)} poolings x {L} layers x N={N} x D={D}, K={K} targets, PCA grid {pca_dims}, "
           f"jax {jax.__version__} on {jax.devices()[0].platform}")
-    config = ProbeConfig(pca_dims=pca_dims, max_bytes=int(args.max_bytes * 2**30))
-    folds = stratified_folds(Y, M, config.n_splits, config.seed)
+    config = ProbeConfig(cv_pca_dims=pca_dims, max_bytes=int(args.max_bytes * 2**30))
+    folds = stratified_folds(Y, M, config.cv_folds, config.seed)
 
     # ---- JAX: everything in one pass ----
     rss0 = peak_rss_mib()

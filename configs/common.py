@@ -95,7 +95,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.probe.criterion = "fisher"  # fisher | fisher_diag | cv_auc
     c.probe.poolings = ("last", "mean")
     c.probe.pca_dim = 64          # features are reduced to this many PCA dims before J (0 = raw)
-    c.probe.shrinkage = 1e-3
+    c.probe.shrink = 1e-3         # Fisher J ridge: eps = shrink * tr(S_W) / k
+    c.probe.shrinkage = "fixed"   # fixed | ledoit_wolf
     c.probe.cv_auc = True         # also compute the toolkit's CV-AUC, for comparison
     c.probe.cv_folds = 5
     c.probe.cv_pca_dims = (50, 100)  # the toolkit's grid is (50, 100, 150, 200, 300)

@@ -37,7 +37,7 @@ def _candidates(table: ProbeTable, target: str, criterion: str) -> list[tuple[tu
     for order, r in enumerate(table.rows(target=target)):
         if criterion == "cv_auc":
             if "cv_auc_by_pca" not in r:
-                raise ValueError("the table has no CV-AUC; rerun run_probes with compute_cv=True")
+                raise ValueError("the table has no CV-AUC; rerun run_probes with cv_auc=True")
             scored = [(None if p == "None" else int(p), a) for p, a in r["cv_auc_by_pca"].items()]
         else:
             scored = [(None, r[CRITERIA[criterion]])]

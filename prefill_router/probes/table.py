@@ -33,13 +33,14 @@ METRICS = ("fisher_j", "fisher_j_diag", "d_eff_pr", "d_eff_entropy", "isotropy",
 
 @dataclasses.dataclass(frozen=True)
 class ProbeConfig:
-    """Options of `run_probes` (defaults: method.md section 3 and the toolkit's CV grid)."""
+    """Options of `run_probes` (defaults: method.md section 3 and the toolkit's CV grid). Field names are the
+    ``config.probe`` names, so the probe stage builds it from that subtree (`stages.typed`)."""
     shrink: float = fisher_lib.DEFAULT_SHRINK   # eps = shrink * tr(S_W) / k
     shrinkage: str = "fixed"                    # 'fixed' | 'ledoit_wolf'
-    fisher_pca_dim: int | None = None           # PCA width inside Fisher J (None: all D)
-    pca_dims: tuple = (50, 100, 150, 200, 300)  # CV-AUC grid; None entries = no PCA
-    compute_cv: bool = True
-    n_splits: int = 5
+    pca_dim: int | None = None                  # PCA width inside Fisher J (None: all D)
+    cv_pca_dims: tuple = (50, 100, 150, 200, 300)  # CV-AUC grid; None entries = no PCA
+    cv_auc: bool = True                         # compute the CV-AUC column
+    cv_folds: int = 5
     seed: int = 42
     C: float = DEFAULT_C
     max_iter: int = DEFAULT_MAX_ITER
@@ -130,10 +131,10 @@ def probe_layers_fn(config: ProbeConfig, pca_dims: tuple, max_splits: int):
     def fn(X, Y, M, fold_ids, n_splits, w_rows):
         Xs = fisher_lib.prestandardize(X)
         J = fisher_lib.fisher_layer_target(Xs, Y, M, shrink=config.shrink, shrinkage=config.shrinkage,
-                                           pca_dim=config.fisher_pca_dim)
+                                           pca_dim=config.pca_dim)
         Jd = fisher_lib.fisher_diag_layer_target(Xs, Y, M)
         pr, ent = effdim_lib.effdim_layers(X, w_rows, standardize=config.effdim_standardize)
-        if config.compute_cv:
+        if config.cv_auc:
             auc = cv_auc_layer_target(Xs, Y, M, fold_ids, n_splits, max_splits=max_splits,
                                              pca_dims=pca_dims, C=config.C, max_iter=config.max_iter)
         else:
@@ -154,13 +155,13 @@ def probe_layers(X, Y, M, config: ProbeConfig = ProbeConfig(), folds: Folds | No
     K = Y.shape[1]
     if config.shrinkage not in fisher_lib.SHRINKAGES:
         raise ValueError(f"shrinkage must be one of {fisher_lib.SHRINKAGES}, got {config.shrinkage!r}")
-    if config.fisher_pca_dim is not None and not 1 <= config.fisher_pca_dim <= D:
-        raise ValueError(f"fisher_pca_dim={config.fisher_pca_dim} must lie in [1, D={D}]")
-    dims = normalize_pca_dims(config.pca_dims, D)
-    folds = resolve_folds(Y, M, folds, config.n_splits, config.seed)
+    if config.pca_dim is not None and not 1 <= config.pca_dim <= D:
+        raise ValueError(f"probe pca_dim={config.pca_dim} must lie in [1, D={D}]")
+    dims = normalize_pca_dims(config.cv_pca_dims, D)
+    folds = resolve_folds(Y, M, folds, config.cv_folds, config.seed)
     F = max(int(folds.n_splits.max()), 1)
     per_layer = (fisher_lib.fisher_bytes_per_layer(N, D, K)
-                 + (cv_bytes_per_layer(N, D, K, F, dims) if config.compute_cv else 0.0))
+                 + (cv_bytes_per_layer(N, D, K, F, dims) if config.cv_auc else 0.0))
     chunk = fisher_lib.chunk_for(per_layer, config.max_bytes, config.layer_chunk)
     fn = probe_layers_fn(config, dims, F)
     args = (jnp.asarray(Y), jnp.asarray(M), jnp.asarray(folds.ids), jnp.asarray(folds.n_splits),
@@ -191,7 +192,7 @@ def run_probes(features: Mapping[tuple[str, str], np.ndarray], Y, M, config: Pro
     targets = list(targets) if targets is not None else [f"t{k}" for k in range(K)]
     if len(targets) != K:
         raise ValueError(f"{len(targets)} target names for K={K} label columns")
-    folds = stratified_folds(Y, M, config.n_splits, config.seed)
+    folds = stratified_folds(Y, M, config.cv_folds, config.seed)
     records = []
     for keys, X, offsets in stack_feature_groups(features):
         logging.info("probing %d stacked layers of width %d for %s", X.shape[0], X.shape[2], keys)
@@ -214,7 +215,7 @@ def run_probes(features: Mapping[tuple[str, str], np.ndarray], Y, M, config: Pro
                            "d_eff_pr": _num(res["d_eff_pr"][row]),
                            "d_eff_entropy": _num(res["d_eff_entropy"][row]),
                            "isotropy": _num(res["isotropy"][row])}
-                    if config.compute_cv:
+                    if config.cv_auc:
                         aucs = res["cv_auc"][row, k]
                         rec["cv_auc_by_pca"] = {str(p): _num(a) for p, a in zip(res["pca_dims"], aucs)}
                         best = int(np.nanargmax(aucs)) if np.isfinite(aucs).any() else None

@@ -4,6 +4,7 @@ import pathlib
 from absl import logging
 
 from prefill_router import probes as probes_lib
+from prefill_router.stages.base import typed
 
 
 def probe(config, feats: dict, ds, train_rows, outdir: pathlib.Path):
@@ -14,10 +15,8 @@ def probe(config, feats: dict, ds, train_rows, outdir: pathlib.Path):
     if pc.pca_dim and pca_dim != pc.pca_dim:
         logging.warning("probe.pca_dim=%d exceeds the narrowest encoder width / training rows; using %d",
                         pc.pca_dim, pca_dim)
-    cfg = probes_lib.ProbeConfig(shrink=pc.shrinkage, fisher_pca_dim=pca_dim,
-                                 pca_dims=tuple(d for d in pc.cv_pca_dims if d <= narrowest) or (narrowest,),
-                                 compute_cv=pc.cv_auc, n_splits=pc.cv_folds,
-                                 seed=config.seed)
+    cfg = typed(probes_lib.ProbeConfig, pc, skip=("criterion", "poolings"), pca_dim=pca_dim,
+                cv_pca_dims=tuple(d for d in pc.cv_pca_dims if d <= narrowest) or (narrowest,), seed=config.seed)
     features = {(name, pooling): fs.get(pooling)[:, train_rows]
                 for name, (fs, _) in feats.items() for pooling in pc.poolings}
     layer_ids = {(name, pooling): fs.layers.tolist() for name, (fs, _) in feats.items() for pooling in pc.poolings}

@@ -5,6 +5,7 @@ from absl import logging
 
 from prefill_router import data as data_lib
 from prefill_router import router as router_lib
+from prefill_router.stages.base import typed
 from prefill_router.stages.data import Split
 from prefill_router.stages.features import FeatureLookup
 
@@ -38,12 +39,9 @@ def block_specs(config, choices) -> list:
 def train_config(config) -> router_lib.TrainConfig:
     """The trunk's training settings; seeds 42 + seed·n .. 42 + (seed + 1)·n - 1 for n = router.num_seeds
     (``seed`` = config.seed, so repeats train different ensembles)."""
-    r = config.router
-    first = 42 + config.seed * r.num_seeds
-    return router_lib.TrainConfig(hidden=tuple(r.hidden), dropout=tuple(r.dropout), learning_rate=r.learning_rate,
-                                  weight_decay=r.weight_decay, batch_size=r.batch_size, max_epochs=r.max_epochs,
-                                  val_fraction=r.val_fraction, patience=r.patience,
-                                  seeds=tuple(range(first, first + r.num_seeds)), keep=r.keep)
+    first = 42 + config.seed * config.router.num_seeds
+    return typed(router_lib.TrainConfig, config.router, skip=("layout", "pca_dim", "kind", "num_seeds"),
+                 seeds=tuple(range(first, first + config.router.num_seeds)))
 
 
 def cost_table(ds, train) -> dict:

@@ -7,7 +7,7 @@ import pytest
 from prefill_router.probes import (ProbeConfig, ProbeTable, cv_auc, effective_dims, fisher_j, fisher_j_diag,
                                    run_probes, select_layers, stratified_folds, top_k, write_report)
 
-CONFIG = ProbeConfig(pca_dims=(2, 4), n_splits=3, seed=1)
+CONFIG = ProbeConfig(cv_pca_dims=(2, 4), cv_folds=3, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,8 @@ def test_table_matches_standalone_functions(setup):
     assert len(table.records) == (3 + 3 + 4) * 2
     X = feats[("enc_b", "mean")]
     J, Jd = fisher_j(X, Y, M), fisher_j_diag(X, Y, M)
-    folds = stratified_folds(Y, M, CONFIG.n_splits, CONFIG.seed)
-    auc = cv_auc(X, Y, M, folds, pca_dims=CONFIG.pca_dims)
+    folds = stratified_folds(Y, M, CONFIG.cv_folds, CONFIG.seed)
+    auc = cv_auc(X, Y, M, folds, pca_dims=CONFIG.cv_pca_dims)
     dims = effective_dims(X)
     for i, layer in enumerate([2, 4, 6, 8]):
         for k, t in enumerate(["gpt", "llama"]):
