@@ -64,6 +64,6 @@ def run(config, workdir: pathlib.Path) -> dict:
     metrics = {"headline": {c: {"auc": result["matrices"][c]["auc"], "encoders": list(config.encoders),
                                 "targets": ds.targets, "summary": result["summary"][c]} for c in controls},
                "timings_s": timings}
-    stages.write_json(workdir / "metrics.json", metrics)
     transfer.write_report(workdir, config, ds, controls, result)
+    stages.write_json(workdir / "metrics.json", metrics)  # last: marks a complete run
     return metrics
