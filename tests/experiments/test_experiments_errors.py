@@ -228,3 +228,15 @@ def test_own_data_with_prices_file_and_drop_targets(tmp_path):
     assert router["prices"] == {"weak": [0.1, 0.2], "strong": [3.0, 6.0]}
     assert router["train_split"]["n_train"] == json.loads((tmp_path / "w2" / "metrics.json").read_text())[
         "data"]["train"]["num_rows"]
+
+
+def test_too_few_rows_for_a_split_stop_after_the_data_stage(tmp_path):
+    lines = ["question,model,is_correct,output_tokens"] + [f"q{i},{m},{(i + j) % 2},5" for i in range(6)
+                                                          for j, m in enumerate(("a", "b"))]
+    (tmp_path / "tiny.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "prices.json").write_text('{"a": [1, 1], "b": [2, 2]}')
+    proc = _run("-m", "experiments.main", "--config=configs/default.py:runlocal,source=long",
+                f"--config.data.path={tmp_path / 'tiny.csv'}", f"--config.data.prices={tmp_path / 'prices.json'}",
+                f"--workdir={tmp_path / 'w'}", cache=tmp_path / "cache")
+    _one_line_error(proc, "the split has 4 train / 2 test rows; the pipeline needs >= 10 train", "data.test_fraction")
+    assert "stage features" not in proc.stderr
