@@ -5,14 +5,21 @@
 
 ``tiny_bert`` is a randomly initialised 2-layer BERT over the toy byte-level vocabulary: no download, for
 smoke runs and tests only (its embeddings carry no meaning beyond surface statistics).
+
+`embed_prompts` caches each result under ``<cache_dir>/sentence/<sha256 of (format version, encoder name, its
+weights' identity, the ordered prompts)>.npy`` (atomic write), so the baselines and other stages embed a
+prompt list once.
 """
+import hashlib
+import io
+import json
 import pathlib
 
 import numpy as np
 import tokenizers
 from flax import nnx
 
-from prefill_router import assets
+from prefill_router import assets, fileio, paths
 from prefill_router.baselines import minilm
 from prefill_router.encoders.tokenizer import PromptTokenizer
 
@@ -47,5 +54,34 @@ def load_sentence_encoder(name: str, cache_dir=None, max_length: int = 256) -> m
     raise ValueError(f"unknown sentence encoder {name!r}; known: {', '.join(SENTENCE_ENCODERS)} or 'hf:DIR'")
 
 
+_CACHE_VERSION = 1  # bump when an encoder's embeddings change (e.g. tiny_bert's vocabulary)
+
+
+def _weights_identity(name: str):
+    """What the embeddings depend on besides the name: the pinned asset, or an hf: directory's weight file."""
+    if name == "minilm_l6":
+        return MINILM_L6.sha256
+    if name.startswith("hf:"):
+        st = (pathlib.Path(name[3:]).expanduser() / "model.safetensors").stat()
+        return [st.st_size, st.st_mtime_ns]
+    return None
+
+
 def embed_prompts(name: str, prompts, cache_dir=None) -> np.ndarray:
-    return load_sentence_encoder(name, cache_dir).embed(list(prompts))
+    """[N, D] float32 unit-norm embeddings of ``prompts`` (in order), read from / written to the cache."""
+    prompts = list(prompts)
+    identity = json.dumps([_CACHE_VERSION, name, _weights_identity(name), prompts])
+    path = paths.cache_dir(cache_dir) / "sentence" / f"{hashlib.sha256(identity.encode()).hexdigest()}.npy"
+    if path.is_file():
+        try:
+            emb = np.load(path)
+            if emb.shape[0] == len(prompts):
+                return emb
+        except (OSError, ValueError):
+            pass  # unreadable cache file: recompute and overwrite it
+    emb = load_sentence_encoder(name, cache_dir).embed(prompts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.save(buf, emb)
+    fileio.atomic_write_bytes(path, buf.getvalue())
+    return emb

@@ -17,3 +17,22 @@ def test_tiny_bert_embeds_unit_norm_rows():
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(emb[0], emb[2], rtol=1e-6)
     assert not np.allclose(emb[0], emb[1])
+
+
+def test_embed_prompts_caches_per_ordered_prompt_list(tmp_path, monkeypatch):
+    prompts = ["a b", "hello world"]
+    first = sentence.embed_prompts("tiny_bert", prompts, tmp_path)
+    (cached,) = (tmp_path / "sentence").glob("*.npy")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the cached embeddings should have been read")
+
+    monkeypatch.setattr(sentence, "load_sentence_encoder", no_model)
+    np.testing.assert_array_equal(sentence.embed_prompts("tiny_bert", prompts, tmp_path), first)
+    monkeypatch.undo()
+    swapped = sentence.embed_prompts("tiny_bert", prompts[::-1], tmp_path)  # another order: another entry
+    np.testing.assert_array_equal(swapped, first[::-1])
+    assert len(list((tmp_path / "sentence").glob("*.npy"))) == 2
+    cached.write_bytes(b"garbage")  # unreadable: recomputed and rewritten
+    np.testing.assert_array_equal(sentence.embed_prompts("tiny_bert", prompts, tmp_path), first)
+    np.testing.assert_array_equal(np.load(cached), first)
