@@ -5,6 +5,7 @@ timers; no experiment imports another. Each function takes the ml_collections co
 of earlier stages) and fits on training rows only; the test split is scored once, in `evaluate`.
 
     stage(name, timings)                      context manager: logs and times a stage (seconds)
+    typed(cls, config.<subtree>, skip=(), **extra)   a library dataclass from its same-named config entries
     load_routing_data(config) -> RoutingDataset   load_split(config) -> Split(ds, train, test, costs, prices_in)
     data_stats(split, workdir) -> stats       extract_all(config, prompts) -> {encoder: (FeatureSet, L)}
     extract(config, encoder, prompts, template_kwargs) -> FeatureSet      readout_encoder(enc, template, kw)
@@ -20,7 +21,7 @@ Experiment-specific stages: `stages.sweep` (layer_sweep combinations and leaderb
 `stages.transfer` (encoder x target matrix).
 """
 from prefill_router.fileio import write_json
-from prefill_router.stages.base import stage
+from prefill_router.stages.base import stage, typed
 from prefill_router.stages.baselines import baselines
 from prefill_router.stages.controls import control_headline, task_priors
 from prefill_router.stages.data import SOURCES, Split, data_stats, load_routing_data, load_split, subsample
@@ -32,7 +33,7 @@ from prefill_router.stages.report import write_report
 from prefill_router.stages.router import block_specs, cost_table, fit_router, per_target_specs, train_config
 
 __all__ = [
-    "stage", "write_json", "baselines", "SOURCES", "Split", "data_stats", "load_routing_data", "load_split",
+    "stage", "typed", "write_json", "baselines", "SOURCES", "Split", "data_stats", "load_routing_data", "load_split",
     "subsample", "Evaluation", "evaluate", "routellm_metrics", "TEMPLATES",
     "FeatureLookup", "extract", "extract_all", "readout_encoder", "probe", "write_report", "block_specs",
     "cost_table", "fit_router", "per_target_specs", "train_config", "control_headline", "task_priors",
