@@ -59,6 +59,6 @@ def run(config, workdir: pathlib.Path) -> dict:
         "layer_choices": [dataclasses.asdict(c) for c in choices], "data": stats, "timings_s": timings,
         "plots": evaluation.plots, "routellm": evaluation.routellm,
     }
-    stages.write_json(workdir / "metrics.json", metrics)
     stages.write_report(workdir, config, split, stats, choices, evaluation, timings, repeats)
+    stages.write_json(workdir / "metrics.json", metrics)  # last: marks a complete run (launch.sweep skips it)
     return metrics
