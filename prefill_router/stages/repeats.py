@@ -8,7 +8,8 @@ store; `fit_predict` reruns the probe only when the training rows changed. Repea
 and reused on a rerun (resumable).
 
 Over the R values v_r of a metric: mean, sample s.d. and the t-interval mean ± t_{0.975, R-1}·s.d./√R,
-reported beside the main run's per-run bootstrap CI.
+reported beside the main run's per-run bootstrap CI. The extra runs' paired tests against the task lookup
+use B = min(eval.n_boot, 200) resamples (only whether their CI excludes 0 is reported).
 """
 import json
 import pathlib
@@ -27,6 +28,7 @@ from prefill_router.stages.features import extract_all
 from prefill_router.stages.probe import probe
 from prefill_router.stages.router import fit_router
 
+REPEAT_N_BOOT = 200  # resamples of the extra runs' paired tests (only their CI's side of 0 is reported)
 REPEAT_METRICS = (("router_acc", "router acc"), ("gap_captured_pct", "gap captured %"), ("auc_mean", "mean AUC"),
                   ("within_task_auc_mean", "within-task AUC"), ("disagree_router_acc", "acc (disagree zone)"),
                   ("cost_savings_price_pct", "savings % (price)"), ("p_auccc", "P-AUCCC"), ("aiq", "AIQ"))
@@ -73,14 +75,15 @@ def _evaluate(config, split, predictions: dict) -> dict:
     best_single = ds.targets.index(data_lib.dataset_stats(ds, train)["best_single"]["target"])
     return report_lib.compare_routers(
         predictions, ds.labels[test], ds.mask[test], split.costs[test], split.prices_in, ds.targets,
-        reference=controls_lib.TASK_LOOKUP, n_boot=config.eval.n_boot, seed=config.seed,
+        reference=controls_lib.TASK_LOOKUP, n_boot=min(config.eval.n_boot, REPEAT_N_BOOT), seed=config.seed,
         best_single_index=best_single, operating_tolerance=config.routing.tolerance,
         tasks=[ds.tasks[i] for i in test])
 
 
 def _fit_predict(config, split, workdir: pathlib.Path, feats: dict, choices) -> dict:
     """The prefill router and the semantic baselines fitted on ``split``'s training rows: name -> P [N_test, K].
-    ``feats``/``choices`` are the main run's, or None when the training rows changed (extract, probe again)."""
+    ``feats``/``choices`` are the main run's, or None when the training rows changed (extract, probe again);
+    sentence embeddings come from their cache."""
     if feats is None:
         feats = extract_all(config, split.ds.prompts)
         _, choices = probe(config, feats, split.ds, split.train, workdir / "probes")
