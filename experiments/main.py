@@ -26,6 +26,8 @@ EXPERIMENTS = {
     "evaluate": "experiments.evaluate",
     "transfer": "experiments.transfer",
     "layer_sweep": "experiments.layer_sweep",
+    "add_target": "experiments.add_target",
+    "label_efficiency": "experiments.label_efficiency",
 }
 
 _CONFIG = config_flags.DEFINE_config_file(
