@@ -1,15 +1,23 @@
 """Prefill feature extraction throughput: ours vs HF transformers (PyTorch) on the same prompts, one process.
 
-    python benchmarks/extract_throughput.py [--num_prompts=256] [--encoder=smollm2_135m]
+    python benchmarks/extract_throughput.py [--num_prompts=256] [--encoder=smollm2_135m] [--dtypes=float32,bfloat16]
+    python benchmarks/extract_throughput.py --mfu --peak_tflops=989   # on an accelerator (see --mfu)
 
 Measures, on the first `num_prompts` questions of llmrouter_dcrouter/train.json.gz rendered with the
 encoder's chat template (identical token ids for every contender):
-  * ours: `extract_features` (jit, length-bucketed, fp32); tokens/s without and with compile time;
+  * ours: `extract_features` (jit, length-bucketed) in each of `dtypes` (bfloat16 = bf16 weights and stream,
+    fp32 accumulation in every product); tokens/s without and with compile time; for each dtype after the
+    first, the speed ratio and the features' relative error against the first (per layer, median over prompts);
   * HF (a): naive batching, fixed batch `hf_batch` in the original order, right-padded to the batch max;
   * HF (b): the same length-bucketed batches as ours;
   * a jnp fp32 matmul probe as the machine's FLOP/s peak: the best of square n^3 products (n in `matmul_n`)
     and the encoder's own widest product [batch_tokens, D] x [D, F].
 Both HF variants run `output_hidden_states=True, use_cache=False` and pool last/mean per layer in fp32.
+
+--mfu (instead of the above): model FLOPs utilisation of a random-init `mfu_preset` model (default the
+Qwen2.5-0.5B shape) in bf16 on JAX's default device: fixed [mfu_batch, mfu_length] batches of random tokens
+through the same runner as extraction, FLOPs counted as below (every token real), divided by `peak_tflops`
+(the device's dense bf16 peak, which JAX cannot query; e.g. 989 for an H100/H200 SXM).
 
 Achieved FLOP/s (useful work on real tokens, no padding, causal attention):
     FLOPs = 2 * P_ne * N_tok + sum_i 2 * L * n_heads * head_dim * n_i^2
@@ -34,6 +42,13 @@ flags.DEFINE_integer("hf_batch", 4, "fixed batch size of HF (a)")
 flags.DEFINE_integer("max_length", 2048, "truncation length")
 flags.DEFINE_list("matmul_n", ["1024", "2048", "4096"], "square matmul probe sizes (the best one counts)")
 flags.DEFINE_integer("parity_prompts", 4, "prompts on which ours is compared with HF (max abs diff)")
+flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "compute dtypes of ours; the first is compared with HF")
+flags.DEFINE_bool("mfu", False, "measure model FLOPs utilisation on the default device instead (see above)")
+flags.DEFINE_string("mfu_preset", "qwen25_05b", "encoder preset whose shape the random model takes")
+flags.DEFINE_float("peak_tflops", 0.0, "--mfu: the device's dense bf16 peak in TFLOP/s")
+flags.DEFINE_integer("mfu_batch", 32, "--mfu: batch rows")
+flags.DEFINE_integer("mfu_length", 1024, "--mfu: tokens per row")
+flags.DEFINE_integer("mfu_steps", 10, "--mfu: timed batches (after one warm-up)")
 F = flags.FLAGS
 
 
@@ -78,13 +93,13 @@ def _hf_run(model, ids_list, batches, pad_id, num_layers):
     return last, mean, time.perf_counter() - t0
 
 
-def _matmul_flops(m: int, k: int, n: int) -> float:
-    """FLOP/s of a jitted fp32 [m, k] x [k, n] product (best of 5 timed calls after a warm-up)."""
+def _matmul_flops(m: int, k: int, n: int, dtype: str = "float32") -> float:
+    """FLOP/s of a jitted [m, k] x [k, n] product in `dtype` with fp32 accumulation (best of 5 after a warm-up)."""
     import jax
     import jax.numpy as jnp
-    a = jax.random.normal(jax.random.key(0), (m, k), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (k, n), jnp.float32)
-    f = jax.jit(lambda x, y: x @ y)
+    a = jax.random.normal(jax.random.key(0), (m, k), jnp.float32).astype(dtype)
+    b = jax.random.normal(jax.random.key(1), (k, n), jnp.float32).astype(dtype)
+    f = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
     f(a, b).block_until_ready()
     best = float("inf")
     for _ in range(5):
@@ -94,8 +109,53 @@ def _matmul_flops(m: int, k: int, n: int) -> float:
     return 2 * m * k * n / best
 
 
+def _flops(cfg, p_ne: int, lengths) -> float:
+    """2 * P_ne * N_tok + sum_i 2 * L * heads * head_dim * n_i^2 (see the module docstring)."""
+    return 2 * p_ne * float(sum(lengths)) + sum(2 * cfg.num_layers * cfg.num_heads * cfg.head_dim * float(n) ** 2
+                                                for n in lengths)
+
+
+def _non_embedding_params(model) -> int:
+    import jax
+    import numpy as np
+    from flax import nnx
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model.blocks)))
+
+
+def _mfu() -> None:
+    import dataclasses
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from prefill_router.encoders import preset_config, random_model
+    from prefill_router.features import distributed, extract
+    if F.peak_tflops <= 0:
+        raise SystemExit("--mfu needs --peak_tflops=<the device's dense bf16 peak>, e.g. 989 for an H100/H200 SXM")
+    cfg = preset_config(F.mfu_preset)
+    model = random_model(cfg.family, 0, jnp.bfloat16, **{f.name: getattr(cfg, f.name)
+                                                          for f in dataclasses.fields(cfg) if f.name != "family"})
+    runner = extract.encoder_runner(model, distributed.local_data_mesh(), jnp.bfloat16, None, False)
+    b, t = F.mfu_batch, F.mfu_length
+    ids = np.random.default_rng(0).integers(0, cfg.vocab_size, (b, t), dtype=np.int32)
+    mask = np.ones((b, t), np.int32)
+    jax.block_until_ready(runner(ids, mask))
+    t0 = time.perf_counter()
+    for _ in range(F.mfu_steps):
+        out = runner(ids, mask)
+    jax.block_until_ready(out)
+    seconds = (time.perf_counter() - t0) / F.mfu_steps
+    achieved = _flops(cfg, _non_embedding_params(model), [t] * b) / seconds
+    print(f"{F.mfu_preset} shape, random init, bf16, [{b}, {t}] batches on {jax.devices()[0].device_kind} "
+          f"({len(jax.devices())} device(s)): {seconds * 1e3:.1f} ms per batch (compile {runner.compile_s:.1f}s "
+          f"excluded), {b * t / seconds:.0f} tokens/s, {achieved / 1e12:.3g} TFLOP/s")
+    print(f"MFU = {achieved / 1e12:.3g} / {F.peak_tflops:.3g} TFLOP/s = {achieved / (F.peak_tflops * 1e12):.1%} "
+          f"(target >= 40%)")
+
+
 def main(argv):
     del argv
+    if F.mfu:
+        return _mfu()
     import jax
     import numpy as np
     import torch
@@ -115,15 +175,28 @@ def main(argv):
     print(f"{len(prompts)} prompts, {n_tok} tokens (mean {lengths.mean():.1f}, max {lengths.max()}), "
           f"{cores} cores, jax devices {jax.devices()}")
 
-    # ---- ours
-    with tempfile.TemporaryDirectory() as store:
-        fs = extract.extract_features(enc, prompts, store_dir=store, batch_tokens=F.batch_tokens,
-                                      max_length=F.max_length, progress=False)
-        ours_last, ours_mean = fs.get("last"), fs.get("mean")
-    ours_tps = fs.stats["tokens_per_s"]
-    with_compile = n_tok / (fs.stats["compute_s"] + fs.stats["compile_s"])
-    print(f"ours: {ours_tps:.0f} tokens/s ({fs.stats['compute_s']:.1f}s, compile {fs.stats['compile_s']:.1f}s "
-          f"excluded; {with_compile:.0f} tokens/s with it), padding efficiency {fs.stats['padding_efficiency']:.3f}")
+    # ---- ours, in each dtype
+    ours = {}
+    for dtype in F.dtypes:
+        with tempfile.TemporaryDirectory() as store:
+            fs = extract.extract_features(enc, prompts, store_dir=store, batch_tokens=F.batch_tokens,
+                                          max_length=F.max_length, dtype=dtype, progress=False)
+            ours[dtype] = (fs.stats, fs.get("last"), fs.get("mean"))
+        st = fs.stats
+        with_compile = n_tok / (st["compute_s"] + st["compile_s"])
+        print(f"ours {dtype}: {st['tokens_per_s']:.0f} tokens/s ({st['compute_s']:.1f}s, compile "
+              f"{st['compile_s']:.1f}s excluded; {with_compile:.0f} tokens/s with it), padding efficiency "
+              f"{st['padding_efficiency']:.3f}")
+    ref = F.dtypes[0]
+    ours_stats, ours_last, ours_mean = ours[ref]
+    ours_tps = ours_stats["tokens_per_s"]
+    for dtype in F.dtypes[1:]:
+        st, last, mean = ours[dtype]
+        errs = {name: np.median(np.linalg.norm(x - r, axis=-1) / np.linalg.norm(r, axis=-1), axis=1)
+                for name, x, r in (("last", last, ours_last), ("mean", mean, ours_mean))}
+        print(f"ours {dtype} / {ref} = {st['tokens_per_s'] / ours_tps:.2f}x; relative error per layer (median over "
+              f"prompts): last {errs['last'].min():.4f}..{errs['last'].max():.4f}, mean "
+              f"{errs['mean'].min():.4f}..{errs['mean'].max():.4f}")
 
     # ---- HF transformers
     hf = AutoModelForCausalLM.from_pretrained(hf_dir, gguf_file=hf_file, dtype=torch.float32)
@@ -151,21 +224,23 @@ def main(argv):
     # ---- FLOP/s
     shapes = [(int(n), int(n), int(n)) for n in F.matmul_n] + [(F.batch_tokens, cfg.hidden_size,
                                                                     cfg.intermediate_size)]
-    probes = {shape: _matmul_flops(*shape) for shape in shapes}
-    peak = max(probes.values())
-    state = jax.tree.leaves(__import__("flax").nnx.state(enc.model.blocks))
-    p_ne = sum(int(np.prod(x.shape)) for x in state)
-    attn = sum(2 * cfg.num_layers * cfg.num_heads * cfg.head_dim * int(n) ** 2 for n in lengths)
-    flops = 2 * p_ne * n_tok + attn
-    achieved = flops / fs.stats["compute_s"]
-    print("matmul probe fp32: " + ", ".join(f"{m}x{k}x{n} {v / 1e9:.1f}" for (m, k, n), v in probes.items())
-          + f" GFLOP/s -> peak {peak / 1e9:.1f} GFLOP/s")
-    print(f"ours: P_ne={p_ne / 1e6:.1f}M, FLOPs=2*P_ne*N_tok + sum_i 2*L*heads*head_dim*n_i^2 = {flops / 1e12:.3f} T "
-          f"-> {achieved / 1e9:.1f} GFLOP/s = {achieved / peak:.1%} of the matmul probe (target >= 60%)")
-    print(f"RATIOS: ours / HF naive = {ours_tps / naive_tps:.2f}x (target >= 2), "
-          f"ours / HF bucketed = {ours_tps / bucket_tps:.2f}x (target >= 1.0)")
-    print(f"        with compile time counted: {with_compile / naive_tps:.2f}x and {with_compile / bucket_tps:.2f}x "
-          f"(compilation is paid once per shape and amortised over larger runs)")
+    flops = _flops(cfg, _non_embedding_params(enc.model), lengths)
+    for dtype in F.dtypes:
+        probes = {shape: _matmul_flops(*shape, dtype) for shape in shapes}
+        peak = max(probes.values())
+        achieved = flops / ours[dtype][0]["compute_s"]
+        print(f"matmul probe {dtype} (fp32 accumulation): "
+              + ", ".join(f"{m}x{k}x{n} {v / 1e9:.1f}" for (m, k, n), v in probes.items())
+              + f" GFLOP/s -> peak {peak / 1e9:.1f} GFLOP/s")
+        print(f"ours {dtype}: FLOPs=2*P_ne*N_tok + sum_i 2*L*heads*head_dim*n_i^2 = {flops / 1e12:.3f} T -> "
+              f"{achieved / 1e9:.1f} GFLOP/s = {achieved / peak:.1%} of the {dtype} matmul probe")
+    for dtype in F.dtypes:
+        st = ours[dtype][0]
+        tps, with_compile = st["tokens_per_s"], n_tok / (st["compute_s"] + st["compile_s"])
+        print(f"RATIOS {dtype}: ours / HF naive = {tps / naive_tps:.2f}x (target >= 2), ours / HF bucketed = "
+              f"{tps / bucket_tps:.2f}x (target >= 1.0); with compile time counted: {with_compile / naive_tps:.2f}x "
+              f"and {with_compile / bucket_tps:.2f}x")
+    print("(HF runs fp32, its CPU default; compilation is paid once per shape and amortised over larger runs)")
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ class BatchRunner:
         return fn(self.state, *batch)
 
 
-def _encoder_runner(model: nnx.Module, mesh: Mesh, dtype, layer_positions: np.ndarray | None,
+def encoder_runner(model: nnx.Module, mesh: Mesh, dtype, layer_positions: np.ndarray | None,
                     shard_params: bool) -> BatchRunner:
     """BatchRunner of (input_ids, attention_mask) [B, T] -> pooled (last, mean) [L', B, D] float32, with the
     parameters cast to the compute `dtype`."""
@@ -206,7 +206,7 @@ def _get_runner(model: nnx.Module, identity: Any, mesh: Mesh, dtype: str, layer_
     if cached is not None and cached[0]() is model:
         return cached[1]
     _RUNNER_CACHE.clear()
-    runner = _encoder_runner(model, mesh, _DTYPES[dtype], layer_positions, shard_params)
+    runner = encoder_runner(model, mesh, _DTYPES[dtype], layer_positions, shard_params)
     _RUNNER_CACHE[key] = (weakref.ref(model), runner)
     return runner
 
