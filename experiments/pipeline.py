@@ -15,6 +15,7 @@ import jax
 from absl import logging
 
 from prefill_router import stages
+from prefill_router.stages import labels as labels_stage
 from prefill_router.evaluation import leaderboard
 
 
@@ -22,6 +23,9 @@ def run(config, workdir: pathlib.Path) -> dict:
     timings = {}
     (workdir / "plots").mkdir(exist_ok=True)
 
+    if config.data.source == "collect":  # the target models run here; the data stage reads their labels
+        with stages.stage("labels", timings):
+            labels_stage.collect_dataset(config)
     with stages.stage("data", timings):
         split = stages.load_split(config)
         stats = stages.data_stats(split, workdir)

@@ -34,12 +34,8 @@ def load_routing_data(config) -> data_lib.RoutingDataset:
     if d.source not in SOURCES:
         raise ValueError(f"unknown data.source {d.source!r}; choose one of {', '.join(SOURCES)}")
     if d.source == "collect":
-        from prefill_router.data import synthetic
-        from prefill_router.labels import collect
-        mix, difficulties = synthetic.mix_preset(d.mix)
-        items = synthetic.generate_items(d.num_items, seed=d.item_seed, mix=mix, difficulties=difficulties)
-        ds = collect.collect_labels(list(d.targets), items, cache_dir=config.cache_dir or None,
-                                    test_fraction=d.test_fraction, split_seed=config.seed)
+        from prefill_router.stages import labels as labels_stage
+        ds = labels_stage.collect_dataset(config)
     elif d.source == "llmrouter":
         ds = data_lib.load_llmrouter(data_dir, threshold=d.threshold)
     elif d.source == "routellm":
