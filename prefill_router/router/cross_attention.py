@@ -21,9 +21,9 @@ quality and cost outputs. Everything else is [Assumption] and configurable (``Cr
   lengths (default weight 0.5 [Assumption]; 0 or no observed lengths: the length head is untrained).
 * Dropout ``dropout`` after the attention output and inside the FFN.
 
-Training follows the trunk's recipe (``router/train.py``, method.md §5): per seed an inner 85/15 split,
-coupled-L2 Adam, shuffled padded batches, early stopping on the validation loss (the training objective),
-all seeds in one ``jit(vmap(while_loop))`` program; the ``keep`` best seeds form the ensemble, whose
+Training is the trunk's loop (``train.train_seeds``, method.md §5): per seed an inner 85/15 split, coupled-L2
+Adam, shuffled padded batches, early stopping on the validation loss (the training objective), all seeds in
+one compiled program, resumable from ``checkpoint_dir``; the ``keep`` best seeds form the ensemble, whose
 P(correct) is the mean of sigmoids and whose length estimate is exp(mean ŝ·σ + μ) − 1 (mean in log space).
 """
 from __future__ import annotations
@@ -40,7 +40,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import logging
 from flax import nnx
 
@@ -210,90 +209,21 @@ def _standardised_lengths(tokens, n_rows, n_targets, mu, sd) -> tuple[np.ndarray
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Seed-ensemble training (the trunk's recipe, train.py)
+# Seed-ensemble training (the trunk's recipe and loop, train.train_seeds)
 # ---------------------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class _Plan:
-    n_rows: int
-    n_val: int
-    n_batches: int
-    arch: CrossAttentionConfig
-    cfg: train_lib.TrainConfig
+@functools.lru_cache(maxsize=16)
+def seed_model(config: CrossAttentionConfig) -> train_lib.SeedModel:
+    """The router as a SeedModel: data {'x', 'y', 'm', 's' (standardised log lengths), 'ms' (their mask)};
+    loss = ``joint_loss`` with padding rows weighted 0."""
+    def init(key):
+        return init_params(config, key)[1]
 
-    @property
-    def n_train(self) -> int:
-        return self.n_rows - self.n_val
+    def loss(params, batch, row_w, dropout_key):
+        logits, s_hat = apply(config, params, batch["x"], deterministic=dropout_key is None, dropout_key=dropout_key)
+        w = row_w[:, None]
+        return joint_loss(config, logits, s_hat, batch["y"], batch["m"] * w, batch["s"], batch["ms"] * w)
 
-
-def _make_plan(n_rows: int, arch: CrossAttentionConfig, cfg: train_lib.TrainConfig) -> _Plan:
-    n_val = math.ceil(cfg.val_fraction * n_rows)
-    if n_val < 1 or n_rows - n_val < 1:
-        raise ValueError(f"{n_rows} rows cannot be split {1 - cfg.val_fraction:.2f}/{cfg.val_fraction:.2f}")
-    program_cfg = dataclasses.replace(cfg, seeds=(0,), keep=1, checkpoint_every=1, max_to_keep=1)
-    return _Plan(n_rows, n_val, math.ceil((n_rows - n_val) / cfg.batch_size), arch, program_cfg)
-
-
-def _init_state(plan: _Plan, seed):
-    k_init, k_split, _, _ = train_lib._seed_keys(seed)
-    _, params = init_params(plan.arch, k_init)
-    perm = jax.random.permutation(k_split, plan.n_rows)
-    return {"seed": jnp.asarray(seed, jnp.int32), "val_idx": perm[:plan.n_val].astype(jnp.int32),
-            "train_idx": perm[plan.n_val:].astype(jnp.int32), "params": params,
-            "opt_state": train_lib._optimizer(plan.cfg).init(params), "best_params": params,
-            "best_val": jnp.asarray(jnp.inf, jnp.float32), "best_epoch": jnp.asarray(0, jnp.int32),
-            "wait": jnp.asarray(0, jnp.int32), "stopped": jnp.asarray(False), "epoch": jnp.asarray(0, jnp.int32),
-            "val_history": jnp.full((plan.cfg.max_epochs,), jnp.nan, jnp.float32)}
-
-
-def _run_epoch(plan: _Plan, state, data):
-    cfg, arch, tx = plan.cfg, plan.arch, train_lib._optimizer(plan.cfg)
-    x, y, m, s, ms = data
-    _, _, k_shuffle, k_drop = train_lib._seed_keys(state["seed"])
-    epoch = state["epoch"]
-    order = jax.random.permutation(jax.random.fold_in(k_shuffle, epoch), state["train_idx"])
-    pad = plan.n_batches * cfg.batch_size - plan.n_train
-    idx = jnp.concatenate([order, jnp.zeros((pad,), jnp.int32)]).reshape(plan.n_batches, cfg.batch_size)
-    row_w = jnp.concatenate([jnp.ones((plan.n_train,)), jnp.zeros((pad,))]).reshape(plan.n_batches, cfg.batch_size)
-    drop_key = jax.random.fold_in(k_drop, epoch)
-
-    def loss_fn(params, b_idx, w, key):
-        logits, s_hat = apply(arch, params, x[b_idx], deterministic=False, dropout_key=key)
-        return joint_loss(arch, logits, s_hat, y[b_idx], m[b_idx] * w[:, None], s[b_idx], ms[b_idx] * w[:, None])
-
-    def step(carry, inputs):
-        params, opt_state = carry
-        b_idx, w, b = inputs
-        grads = jax.grad(loss_fn)(params, b_idx, w, jax.random.fold_in(drop_key, b))
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), None
-
-    (params, opt_state), _ = jax.lax.scan(step, (state["params"], state["opt_state"]),
-                                          (idx, row_w, jnp.arange(plan.n_batches)))
-    vi = state["val_idx"]
-    logits, s_hat = apply(arch, params, x[vi])
-    val = joint_loss(arch, logits, s_hat, y[vi], m[vi], s[vi], ms[vi])
-    improved = val < state["best_val"] - cfg.min_delta
-    wait = jnp.where(improved, 0, state["wait"] + 1)
-    return {**state, "params": params, "opt_state": opt_state,
-            "best_params": jax.tree.map(lambda new, old: jnp.where(improved, new, old), params, state["best_params"]),
-            "best_val": jnp.where(improved, val, state["best_val"]),
-            "best_epoch": jnp.where(improved, epoch + 1, state["best_epoch"]), "wait": wait,
-            "stopped": wait >= cfg.patience, "epoch": epoch + 1,
-            "val_history": state["val_history"].at[epoch].set(val)}
-
-
-def _run_until(plan: _Plan, state, data):
-    def cond(st):
-        return jnp.logical_and(jnp.logical_not(st["stopped"]), st["epoch"] < plan.cfg.max_epochs)
-
-    return jax.lax.while_loop(cond, lambda st: _run_epoch(plan, st, data), state)
-
-
-@functools.lru_cache(maxsize=8)
-def _programs(plan: _Plan):
-    init = jax.jit(jax.vmap(lambda seed: _init_state(plan, seed)))
-    run = jax.jit(jax.vmap(lambda st, data: _run_until(plan, st, data), in_axes=(0, None)))
-    return init, run
+    return train_lib.SeedModel(init, loss, f"CrossAttentionRouter{json.dumps(config.to_json(), sort_keys=True)}")
 
 
 @dataclasses.dataclass
@@ -350,13 +280,14 @@ def _predict_fn(config: CrossAttentionConfig):
 def train_cross_attention(x_train, y_train, m_train, tokens_train=None, *, token_dims, width: int = 64,
                           ffn: int = 128, dropout: float = 0.1, length_weight: float = 0.5,
                           config: train_lib.TrainConfig = train_lib.TrainConfig(),
-                          target_names=None) -> CrossAttentionEnsemble:
-    """Train ``config.seeds`` routers together (jit(vmap)); keep the ``config.keep`` lowest validation losses.
+                          target_names=None, checkpoint_dir=None) -> CrossAttentionEnsemble:
+    """Train ``config.seeds`` routers (``train.train_seeds``); keep the ``config.keep`` lowest validation losses.
 
     x_train [N, Σ token_dims]; y_train [N, K] (NaN where m_train is False); m_train [N, K] bool;
     tokens_train [N, K] observed output tokens (NaN where unknown) or None (length head untrained).
     ``config`` supplies the optimisation recipe (lr, weight decay, batch, epochs, patience, seeds, keep);
-    its ``hidden``/``dropout`` describe the trunk and are not used here.
+    its ``hidden``/``dropout`` describe the trunk and are not used here. ``checkpoint_dir``: resumable
+    training state (``train.train_seeds``).
     """
     x, y, m, names, _ = train_lib._check_inputs(x_train, y_train, m_train, target_names)
     arch = CrossAttentionConfig(tuple(token_dims), y.shape[1], width, ffn, dropout, length_weight)
@@ -364,18 +295,14 @@ def train_cross_attention(x_train, y_train, m_train, tokens_train=None, *, token
         raise ValueError(f"X has {x.shape[1]} columns but token_dims sum to {arch.d_in}")
     mu, sd = length_stats(tokens_train, y.shape[1])
     s, ms = _standardised_lengths(tokens_train, x.shape[0], y.shape[1], mu, sd)
-    plan = _make_plan(x.shape[0], arch, config)
-    init, run = _programs(plan)
-    state = init(jnp.asarray(config.seeds, jnp.int32))
-    state = jax.block_until_ready(run(state, tuple(jnp.asarray(a) for a in (x, y, m, s, ms))))
-    best_val = np.asarray(state["best_val"], np.float64)
-    kept = np.argsort(best_val, kind="stable")[:config.keep]
-    params = jax.tree.map(lambda leaf: np.asarray(leaf)[kept], state["best_params"])
+    runs = train_lib.train_seeds(seed_model(arch), {"x": x, "y": y, "m": m, "s": s, "ms": ms}, config,
+                                 checkpoint_dir=checkpoint_dir)
+    kept = runs.kept()
     logging.info("cross-attention router: %d seeds, best val loss %s, epochs %s; kept %s", len(config.seeds),
-                 np.round(best_val, 4).tolist(), np.asarray(state["epoch"]).tolist(),
-                 [config.seeds[i] for i in kept])
-    return CrossAttentionEnsemble(arch, params, tuple(config.seeds[i] for i in kept), best_val[kept], mu, sd,
-                                  names, ms.any(axis=0))
+                 np.round(runs.report.best_val, 4).tolist(), runs.report.epochs_run.tolist(), list(runs.report.kept_seeds))
+    params = jax.tree.map(lambda leaf: np.asarray(leaf)[kept], runs.best_params)
+    return CrossAttentionEnsemble(arch, params, runs.report.kept_seeds, runs.report.best_val[kept], mu, sd, names,
+                                  ms.any(axis=0))
 
 
 # ---------------------------------------------------------------------------------------------------------
