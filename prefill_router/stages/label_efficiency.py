@@ -160,7 +160,11 @@ def summarize(curves: dict, config) -> dict:
                               "n_to_95pct": {m: n_to_fraction(c, m) for m in c["methods"]}}
     over = {m: {n: {k: t_interval(v) for k, v in d.items()} for n, d in by_n.items()} for m, by_n in pooled.items()}
     reference = {k: t_interval([c["reference"][k] for c in curves.values()]) for k in keys}
-    return {"per_target": per_target, "over_targets": over, "reference": reference,
+    n95 = {}
+    for method, by_n in over.items():  # on the means over targets (N = 'all' excluded: it differs per target)
+        pts = sorted((int(n), v["auc"]["mean"]) for n, v in by_n.items() if n != "all")
+        n95[method] = next((n for n, a in pts if a >= 0.95 * reference["auc"]["mean"]), None)
+    return {"per_target": per_target, "over_targets": over, "reference": reference, "n_to_95pct_auc": n95,
             "without_target_router_acc": t_interval([c["without_target_router_acc"] for c in curves.values()]),
             "n_all_mean": float(np.mean([c["n_labelled_train"] for c in curves.values()])),
             "grid": list(config.label_efficiency.grid), "repeats": config.label_efficiency.repeats}
@@ -238,6 +242,8 @@ def markdown(summary: dict, title: str) -> str:
     lines += [f"| {REFERENCE} | all | {fmt(r['auc'])} | {fmt(r['router_acc'])} | "
               f"{r['gap_captured_pct']['mean']:.1f} |",
               f"| {WITHOUT} | 0 | | {fmt(summary['without_target_router_acc'])} | |", "",
+              "Smallest N whose mean AUC over targets reaches 95 % of the retrained router's: " + ", ".join(
+                  f"{m} {n if n is not None else '> grid'}" for m, n in summary["n_to_95pct_auc"].items()), "",
               "| held-out target | retrained AUC | router acc without it | N to 95 % AUC (head) | "
               "N to 95 % of AUC lift over 0.5 (head) |", "|---|---|---|---|---|"]
     for t, v in summary["per_target"].items():
