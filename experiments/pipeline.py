@@ -16,6 +16,7 @@ from absl import logging
 
 from prefill_router import stages
 from prefill_router.stages import labels as labels_stage
+from prefill_router.stages import cross_attention as ca_stage
 from prefill_router.evaluation import leaderboard
 
 
@@ -44,12 +45,26 @@ def run(config, workdir: pathlib.Path) -> dict:
         ensemble, X = stages.fit_router(config, feats, choices, split, workdir)
         predictions = {"SharedTrunkNet": ensemble.predict(X[split.test])}
 
+    heads, emb = {}, None  # emb: sentence embeddings (cached; the baselines stage reads them again)
+    if config.router.kind == "cross_attention":  # issue #20: cross-attention routers (prefill / sentence query)
+        with stages.stage("cross_attention", timings):
+            ca_predictions, heads, emb = ca_stage.fit_routers(config, split, workdir, X)
+            predictions.update(ca_predictions)
+
     if config.baselines.semantic or config.baselines.mf:
         with stages.stage("baselines", timings):
             predictions.update(stages.baselines(config, split))
 
     with stages.stage("evaluate", timings):
         evaluation = stages.evaluate(config, predictions, split, stats, workdir / "plots")
+
+    costs = None
+    if config.router.kind == "cross_attention":  # per-query length prediction and reward curves of every router
+        with stages.stage("costs_rewards", timings):
+            routers = {**predictions, **stages.task_priors(split)[0]}
+            query = [X] + ([emb] if emb is not None else [])
+            costs = ca_stage.costs_and_rewards(config, split, stats, routers, query, heads,
+                                               ca_stage.router_name(config.cross_attention.queries[0]))
 
     repeats = None
     if config.get("repeats", 1) > 1:
@@ -61,8 +76,10 @@ def run(config, workdir: pathlib.Path) -> dict:
         "controls": evaluation.controls, "repeats": repeats, "router": evaluation.router,
         "comparison": {k: v for k, v in evaluation.comparison.items() if k != "markdown"},
         "layer_choices": [dataclasses.asdict(c) for c in choices], "data": stats, "timings_s": timings,
-        "plots": evaluation.plots, "routellm": evaluation.routellm,
+        "plots": evaluation.plots, "routellm": evaluation.routellm, "cross_attention": costs,
     }
     stages.write_report(workdir, config, split, stats, choices, evaluation, timings, repeats)
+    if costs is not None:
+        ca_stage.append_report(workdir, costs)
     stages.write_json(workdir / "metrics.json", metrics)  # last: marks a complete run (launch.sweep skips it)
     return metrics

@@ -5,7 +5,7 @@ import pytest
 
 from configs import common
 
-CONFIGS = ["default", "llmrouter_pool", "routellm_mmlu", "evaluate"]
+CONFIGS = ["default", "llmrouter_pool", "routellm_mmlu", "evaluate", "cross_attention"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
