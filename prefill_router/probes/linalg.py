@@ -12,13 +12,25 @@ BlockingCounter::Wait). ``--xla_cpu_multi_thread_eigen=false`` does not prevent 
 Fix: on CPU the functions below carry a `custom_vmap` rule that loops over the batch with
 `lax.map`, so each LAPACK call sees one matrix and never waits on the pool. On GPU/TPU the rule
 keeps the ordinary batched call. Results are identical (the same routine on the same matrices).
+
+Shared CPU: jaxlib's CPU LAPACK kernels are scipy's (``scipy.linalg.cython_lapack``), i.e. scipy's
+OpenBLAS, whose own pthread pool (one thread per core) splits every BLAS-3 step of an eigh/Cholesky and
+busy-waits for its workers. Called from XLA's pool threads, which already keep the cores busy, that is
+oversubscription; beside another busy process each split step waits for a descheduled worker, and the
+probe stage slowed 6x beside one NumPy matmul loop (other stages ~2x). `lapack_threads(1)` runs a block
+with that pool at one thread (the LAPACK call runs on the calling XLA thread; XLA still uses every
+core across calls) and restores the previous count afterwards.
 """
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import ctypes
+import functools
+from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
+from absl import logging
 
 
 def _unbatched_on_cpu(fn: Callable) -> Callable:
@@ -45,3 +57,47 @@ cholesky = _unbatched_on_cpu(jnp.linalg.cholesky)
 
 cho_solve = _unbatched_on_cpu(lambda chol, b: jax.scipy.linalg.cho_solve((chol, True), b))
 """x = A^{-1} b from the lower Cholesky factor chol of A [D, D] and b [D]."""
+
+
+@functools.lru_cache(maxsize=1)
+def _scipy_openblas():
+    """(get_num_threads, set_num_threads) of the OpenBLAS that scipy's LAPACK (hence jaxlib's) uses, or None
+    when scipy links another LAPACK or the platform has no /proc/self/maps."""
+    import scipy.linalg.cython_lapack  # noqa: F401  (loads scipy's BLAS/LAPACK library)
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1]}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        lib = ctypes.CDLL(path)
+        if hasattr(lib, "scipy_openblas_set_num_threads") and hasattr(lib, "scipy_openblas_get_num_threads"):
+            get, set_ = lib.scipy_openblas_get_num_threads, lib.scipy_openblas_set_num_threads
+            get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+            return get, set_
+    return None
+
+
+@contextlib.contextmanager
+def lapack_threads(n: int = 1) -> Iterator[None]:
+    """Run the block with scipy's OpenBLAS pool (jaxlib's CPU LAPACK) at ``n`` threads; restores it on exit.
+
+    A no-op (logged once) where scipy does not link its OpenBLAS (then that library's own setting applies).
+    """
+    fns = _scipy_openblas()
+    if fns is None:
+        _log_no_openblas()
+        yield
+        return
+    get, set_ = fns
+    before = get()
+    set_(n)
+    try:
+        yield
+    finally:
+        set_(before)
+
+
+@functools.lru_cache(maxsize=1)
+def _log_no_openblas():
+    logging.info("scipy's OpenBLAS not found; LAPACK thread count left as configured")

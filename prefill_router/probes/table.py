@@ -27,6 +27,7 @@ from prefill_router.probes.cv_auc import (DEFAULT_C, DEFAULT_MAX_ITER, Folds, cv
                                           stratified_folds)
 from prefill_router.probes import effdim as effdim_lib
 from prefill_router.probes import fisher as fisher_lib
+from prefill_router.probes import linalg
 
 METRICS = ("fisher_j", "fisher_j_diag", "d_eff_pr", "d_eff_entropy", "isotropy", "cv_auc")
 
@@ -167,8 +168,9 @@ def probe_layers(X, Y, M, config: ProbeConfig = ProbeConfig(), folds: Folds | No
     args = (jnp.asarray(Y), jnp.asarray(M), jnp.asarray(folds.ids), jnp.asarray(folds.n_splits),
             jnp.ones(N, jnp.float32))
     parts = []
-    for start in tqdm(range(0, L, chunk), desc=f"probes D={D}", leave=False, disable=L <= chunk):
-        parts.append(fisher_lib.map_layer_chunks(fn, X[start:start + chunk], chunk, *args))
+    with linalg.lapack_threads(1):  # no OpenBLAS pool under XLA's threads (linalg: shared-CPU collapse)
+        for start in tqdm(range(0, L, chunk), desc=f"probes D={D}", leave=False, disable=L <= chunk):
+            parts.append(fisher_lib.map_layer_chunks(fn, X[start:start + chunk], chunk, *args))
     J, Jd, pr, ent, auc = [np.concatenate(p, axis=0) for p in zip(*parts)]
     return {"fisher_j": J, "fisher_j_diag": Jd, "d_eff_pr": pr, "d_eff_entropy": ent,
             "isotropy": pr / D, "cv_auc": auc, "valid": fisher_lib.label_validity(Y, M),
