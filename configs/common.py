@@ -127,6 +127,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.routing = ml_collections.ConfigDict()
     c.routing.tolerance = 0.2
+    c.routing.operating_val_fraction = 0.2  # #14.4: training rows held out to choose τ (0: no operating_point stage)
     c.routing.lam = 0.5
     c.routing.reward_forms = ("linear", "exponential")  # reward routing: λ·p − c and p·exp(−c/λ)
     c.routing.n_lambdas = 201  # λ grid of the reward curves (log-spaced over the tie points)

@@ -17,6 +17,7 @@ from absl import logging
 from prefill_router import stages
 from prefill_router.stages import labels as labels_stage
 from prefill_router.stages import cross_attention as ca_stage
+from prefill_router.stages import operating_point as op_stage
 from prefill_router.evaluation import leaderboard
 
 
@@ -58,6 +59,11 @@ def run(config, workdir: pathlib.Path) -> dict:
     with stages.stage("evaluate", timings):
         evaluation = stages.evaluate(config, predictions, split, stats, workdir / "plots")
 
+    operating = None
+    if config.routing.operating_val_fraction > 0:  # #14.4: τ reaching the best single chosen on validation rows
+        with stages.stage("operating_point", timings):
+            operating = op_stage.operating_point(config, feats, choices, split, stats, predictions["SharedTrunkNet"])
+
     costs = None
     if config.router.kind == "cross_attention":  # per-query length prediction and reward curves of every router
         with stages.stage("costs_rewards", timings):
@@ -77,9 +83,12 @@ def run(config, workdir: pathlib.Path) -> dict:
         "comparison": {k: v for k, v in evaluation.comparison.items() if k != "markdown"},
         "layer_choices": [dataclasses.asdict(c) for c in choices], "data": stats, "timings_s": timings,
         "plots": evaluation.plots, "routellm": evaluation.routellm, "cross_attention": costs,
+        "operating_point": operating,
     }
     stages.write_report(workdir, config, split, stats, choices, evaluation, timings, repeats)
     if costs is not None:
         ca_stage.append_report(workdir, costs)
+    if operating is not None:
+        op_stage.append_report(workdir, operating)
     stages.write_json(workdir / "metrics.json", metrics)  # last: marks a complete run (launch.sweep skips it)
     return metrics

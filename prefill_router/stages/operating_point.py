@@ -1,0 +1,103 @@
+"""Operating-point stage (#14.4): the tolerance τ that reaches "accuracy ≥ best single" picked on validation
+rows carved from the training rows, then reported on test (accuracy, savings vs the most expensive target).
+
+    validation_rows(train, fraction, seed) -> (fit [n_fit], val [n_val])   seeded split of the training rows
+    operating_point(config, feats, choices, split, stats, P_test) -> dict    metrics.json `operating_point`
+    report_lines(result) -> [lines]    append_report(workdir, result)        report.md section
+
+Out-of-sample validation predictions: the router's blocks and trunk are refitted on the fit rows only (no
+checkpoint) and predict the validation rows; the task lookup is refitted on the fit rows likewise. The
+chosen τ is then applied to the main router's (and the main task lookup's) test predictions, both fitted on
+all training rows. The best single target is the training-rows one (``stats``), as in the evaluation.
+"""
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from prefill_router import fileio
+from prefill_router import router as router_lib
+from prefill_router.baselines import task_prior
+from prefill_router.evaluation import operating
+from prefill_router.evaluation.report import format_ci, markdown_table
+from prefill_router.stages import controls
+from prefill_router.stages.data import Split
+from prefill_router.stages.features import FeatureLookup
+from prefill_router.stages.router import block_specs, train_config
+
+ROUTER = "SharedTrunkNet"
+
+
+def validation_rows(train: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, val) sorted row indices: a seeded random ``fraction`` of ``train`` is held out (at least 1 row
+    each side)."""
+    train = np.asarray(train)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"routing.operating_val_fraction must lie in (0, 1), got {fraction}")
+    n_val = int(round(fraction * train.size))
+    if n_val < 1 or n_val >= train.size:
+        raise ValueError(f"routing.operating_val_fraction={fraction} leaves {n_val} of {train.size} training rows "
+                         "for validation; need at least 1 on each side (raise the fraction or add rows)")
+    perm = np.random.default_rng(seed).permutation(train.size)
+    return np.sort(train[perm[n_val:]]), np.sort(train[perm[:n_val]])
+
+
+def _validation_predictions(config, feats: dict, choices, split: Split, fit: np.ndarray,
+                            val: np.ndarray) -> dict:
+    """{router name: P [n_val, K]} of the prefill router and the task lookup, both fitted on ``fit`` only."""
+    ds = split.ds
+    _, X = router_lib.build_design(FeatureLookup(feats), block_specs(config, choices), fit)
+    ensemble = router_lib.train_ensemble(X[fit], ds.labels[fit], ds.mask[fit], train_config(config),
+                                         target_names=ds.targets)
+    tasks = np.asarray(ds.tasks)
+    prior = task_prior.fit_task_prior(tasks[fit], ds.labels[fit], ds.mask[fit])
+    return {ROUTER: ensemble.predict(X[val]), controls.TASK_LOOKUP: prior.predict(tasks[val])[0]}
+
+
+def operating_point(config, feats: dict, choices, split: Split, stats: dict, P_test: np.ndarray) -> dict:
+    """Per router (prefill router, task lookup): τ chosen on validation (`evaluation.operating.choose_tolerance`)
+    and its test metrics with bootstrap CIs (`point_metrics`). ``P_test``: the main router's [N_test, K]."""
+    ds, test = split.ds, split.test
+    fraction = config.routing.operating_val_fraction
+    fit, val = validation_rows(split.train, fraction, config.seed)
+    best = ds.targets.index(stats["train"]["best_single"]["target"])
+    val_P = _validation_predictions(config, feats, choices, split, fit, val)
+    test_P = {ROUTER: P_test, controls.TASK_LOOKUP: controls.task_priors(split)[0][controls.TASK_LOOKUP]}
+    routers = {}
+    for name, P in val_P.items():
+        chosen = operating.choose_tolerance(P, ds.labels[val], ds.mask[val], split.prices_in, best)
+        routers[name] = {"validation": chosen, "test": operating.point_metrics(
+            test_P[name], ds.labels[test], ds.mask[test], split.costs[test], split.prices_in, chosen["tolerance"],
+            best, n_boot=config.eval.n_boot, seed=config.seed)}
+    expensive = int(np.argmax(split.prices_in))
+    return {"val_fraction": fraction, "n_fit": int(fit.size), "n_val": int(val.size),
+            "best_single": ds.targets[best], "most_expensive_price": ds.targets[expensive], "routers": routers}
+
+
+def report_lines(result: dict) -> list[str]:
+    """The report.md section: per router, the validation-chosen τ and its test accuracy and savings."""
+    lines = ["## Cost-aware operating point (τ chosen on validation)", "",
+             f"Tolerance rule (cheapest target by input price among p_k ≥ p_max − τ). τ = the cheapest point whose "
+             f"accuracy on {result['n_val']} validation rows (held out of the training rows; routers refitted on "
+             f"the other {result['n_fit']}) is ≥ the best single target ({result['best_single']}); if none, the "
+             "most accurate point (reached = no). Test: accuracy and savings vs the most expensive target (price "
+             f"axis: {result['most_expensive_price']}; per-query axis: the target of highest total $ on test), "
+             "95% bootstrap CIs.", ""]
+    rows = [["router", "τ", "reached on val", "val acc / best single", "test acc", "test acc − best single",
+             "savings % (price)", "savings % (per-query)"]]
+    for name, r in result["routers"].items():
+        v, t = r["validation"], r["test"]
+
+        def ci(key, t=t):
+            return format_ci(t[key]["value"], t[key]["ci_low"], t[key]["ci_high"]) if key in t else "–"
+        rows.append([name, f"{v['tolerance']:.4g}", "yes" if v["reached"] else "no",
+                     f"{v['acc']:.3f} / {v['best_single_acc']:.3f}", ci("router_acc"), ci("acc_minus_best_single"),
+                     ci("cost_savings_price_pct"), ci("cost_savings_query_pct")])
+    return lines + [markdown_table(rows), ""]
+
+
+def append_report(workdir: pathlib.Path, result: dict) -> None:
+    """Appends the ``report_lines`` section to workdir/report.md (atomic rewrite)."""
+    path = workdir / "report.md"
+    fileio.atomic_write_text(path, path.read_text() + "\n" + "\n".join(report_lines(result)) + "\n")
