@@ -8,7 +8,6 @@ import pathlib
 import subprocess
 import sys
 
-import ml_collections
 import numpy as np
 import pytest
 
@@ -98,4 +97,3 @@ def test_bad_input_is_named(old_router, labels_file, tmp_path):
     c = _config(checkpoint=str(tmp_path / "gone"), **kw)
     with pytest.raises(ValueError, match="encoder 'gone_llm', which is not available"):
         add_target.run(c, tmp_path)
-    assert isinstance(c, ml_collections.ConfigDict)
