@@ -33,3 +33,41 @@ def test_report_lines():
     assert "| SharedTrunkNet | 0.125 | yes | 0.800 / 0.750 | 0.700 [0.600, 0.800] | 0.020 [-0.080, 0.120] | " \
            "60.000 [59.900, 60.100] | – |" in text
     assert "40 validation rows" in text and "other 160" in text
+
+
+def test_operating_point_chooses_on_validation_rows_and_scores_test(monkeypatch):
+    import ml_collections
+    from prefill_router import data as data_lib
+    from prefill_router.evaluation import operating
+    from prefill_router.stages import controls
+    from prefill_router.stages.data import Split
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=(14, 2)).astype(np.float32)
+    ds = data_lib.RoutingDataset(prompts=[f"p{i}" for i in range(14)], tasks=["x", "y"] * 7, targets=["a", "b"],
+                                 labels=labels, mask=None, split=["train"] * 10 + ["test"] * 4,
+                                 prices={"a": (1, 1), "b": (2, 2)}, row_meta={})
+    split = Split(ds, ds.rows("train"), ds.rows("test"), rng.uniform(1, 2, (14, 2)), np.array([1.0, 2.0]))
+    P_val = np.array([[0.9, 0.5], [0.25, 0.75]])
+    seen = {}
+
+    def fake(config, feats, choices, split_, fit, val):
+        seen.update(fit=fit, val=val)
+        return {op.ROUTER: P_val, controls.TASK_LOOKUP: P_val[:, ::-1]}
+
+    monkeypatch.setattr(op, "_validation_predictions", fake)
+    config = ml_collections.ConfigDict({"seed": 0, "routing": {"operating_val_fraction": 0.2}, "eval": {"n_boot": 20}})
+    P_test = rng.uniform(size=(4, 2))
+    out = op.operating_point(config, {}, [], split, {"train": {"best_single": {"target": "b"}}}, P_test)
+    fit, val = seen["fit"], seen["val"]
+    assert val.size == 2 and np.array_equal(np.sort(np.concatenate([fit, val])), np.arange(10))
+    assert (out["n_fit"], out["n_val"], out["best_single"], out["most_expensive_price"]) == (8, 2, "b", "b")
+    want = operating.choose_tolerance(P_val, labels[val], None, [1.0, 2.0], 1)
+    assert out["routers"][op.ROUTER]["validation"] == want
+    test = operating.point_metrics(P_test, labels[10:], None, split.costs[10:], [1.0, 2.0], want["tolerance"], 1,
+                                   n_boot=20, seed=0)
+    assert out["routers"][op.ROUTER]["test"] == test
+    lookup = controls.task_priors(split)[0][controls.TASK_LOOKUP]  # fitted on all training rows
+    tau = out["routers"][controls.TASK_LOOKUP]["validation"]["tolerance"]
+    assert out["routers"][controls.TASK_LOOKUP]["test"] == operating.point_metrics(
+        lookup, labels[10:], None, split.costs[10:], [1.0, 2.0], tau, 1, n_boot=20, seed=0)
