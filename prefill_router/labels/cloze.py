@@ -27,11 +27,12 @@ and the positions predicting each option's first token coincide, so they are une
 benchmark's peer).
 
 Execution: rows are length-bucketed (features/bucketing.py); per padded [B, T] batch one jitted program
-runs the target (`model(ids, mask, positions=, segment_ids=)`, the encoder's packed mode), gathers the P distinct
-predicting positions (flattened over the batch), unembeds only those ([P, V]: the Gemma vocabulary is
-262k), takes the log-softmax and reads the Q scored tokens' log-probs. P and Q are padded, per [B, T], to the
-power of two >= 16 that covers all its batches, so there is one compiled program per [B, T] shape.
-Batches are dispatched before the previous one is read back.
+(features.extract.BatchRunner, shared with feature extraction: params placed once, batch sharded over the
+devices, compile time counted) runs the target in the encoder's packed mode (`model(ids, mask, positions=,
+segment_ids=)`), gathers the P distinct predicting positions (flattened over the batch), unembeds only
+those ([P, V]: the Gemma vocabulary is 262k), takes the log-softmax and reads the Q scored tokens'
+log-probs. P and Q are padded, per [B, T], to the power of two >= 16 that covers all its batches, so there
+is one compiled program per [B, T] shape. Batches are dispatched before the previous one is read back.
 
 Axes: N items, O options (max over items), R rows, B batch, T tokens, P predicting positions, Q scored
 tokens, V vocab, D width.
@@ -39,9 +40,9 @@ tokens, V vocab, D width.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
-from typing import Any, Sequence
+import weakref
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +52,7 @@ from tqdm.auto import tqdm
 
 from prefill_router.data.synthetic import MCItem
 from prefill_router.features import bucketing
+from prefill_router.features.extract import BatchRunner
 
 PROMPT_FORMAT = "Question: {question}\nAnswer:"
 NORMALIZATIONS = ("sum", "mean")
@@ -135,15 +137,31 @@ def _pad_to_pow2(n: int) -> int:
     return max(16, 1 << max(0, int(n - 1).bit_length()))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _score_batch(graphdef, state, ids, mask, positions, segments, pred, pair_pred, pair_tok):
-    """[B, T] ids/mask/positions/segments; pred [P] flat predicting positions; pair_pred, pair_tok [Q] -> [Q]
-    log-probs."""
-    m = nnx.merge(graphdef, state)
-    h = m(ids, mask, positions=positions, segment_ids=segments, return_final_hidden=True).final_hidden
-    h = h.reshape(-1, h.shape[-1])[pred]                              # [P, D]
-    logp = jax.nn.log_softmax(m.unembed(h).astype(jnp.float32), -1)   # [P, V]
-    return logp[pair_pred, pair_tok]
+def _scorer(graphdef: nnx.GraphDef) -> Callable:
+    """forward(state, ids, mask, positions, segments [B, T], pred [P], pair_pred, pair_tok [Q]) -> [Q] log-probs:
+    the target on the packed batch, unembedding only the P flat predicting positions."""
+    def forward(state, ids, mask, positions, segments, pred, pair_pred, pair_tok):
+        m = nnx.merge(graphdef, state)
+        h = m(ids, mask, positions=positions, segment_ids=segments, return_final_hidden=True).final_hidden
+        h = h.reshape(-1, h.shape[-1])[pred]                              # [P, D]
+        logp = jax.nn.log_softmax(m.unembed(h).astype(jnp.float32), -1)   # [P, V]
+        return logp[pair_pred, pair_tok]
+    return forward
+
+
+_RUNNERS: dict = {}
+
+
+def _runner(model: nnx.Module) -> BatchRunner:
+    """features.extract's BatchRunner of the scorer, reused (device params + compiled shapes) while called with
+    the same model object; holds one runner."""
+    cached = _RUNNERS.get(id(model))
+    if cached is not None and cached[0]() is model:
+        return cached[1]
+    graphdef, state = nnx.split(model)
+    _RUNNERS.clear()
+    _RUNNERS[id(model)] = weakref.ref(model), BatchRunner(_scorer(graphdef), state)
+    return _RUNNERS[id(model)][1]
 
 
 def score_rows(model: nnx.Module, rows: ClozeRows, pad_id: int, *, batch_tokens: int = 2048,
@@ -153,7 +171,9 @@ def score_rows(model: nnx.Module, rows: ClozeRows, pad_id: int, *, batch_tokens:
     if lengths.max() > max_length:
         raise ValueError(f"a cloze row has {lengths.max()} tokens > max_length={max_length}; shorten the "
                          "questions/options or raise max_length")
-    plan = bucketing.plan_batches(lengths, batch_tokens=batch_tokens, max_length=max_length)
+    runner = _runner(model)
+    devices = runner.mesh.shape["data"]
+    plan = bucketing.plan_batches(lengths, batch_tokens=batch_tokens, max_length=max_length, num_devices=devices)
     by_row = np.argsort(rows.row, kind="stable")
     starts = np.searchsorted(rows.row[by_row], np.arange(len(rows.tokens) + 1))
     t0 = time.perf_counter()
@@ -162,14 +182,13 @@ def score_rows(model: nnx.Module, rows: ClozeRows, pad_id: int, *, batch_tokens:
     for batch, (_, pred, pair_pred, _, _) in zip(plan.batches, host):
         p, q = sizes.get(batch.shape, (0, 0))
         sizes[batch.shape] = max(p, _pad_to_pow2(len(pred))), max(q, _pad_to_pow2(len(pair_pred)))
-    graphdef, state = nnx.split(model)
     out = np.zeros(len(rows.row), np.float64)
     pending = None
     for batch, (arrays, pred, pair_pred, pair_tok, pair_idx) in tqdm(
             list(zip(plan.batches, host)), desc=desc, disable=not progress, leave=False):
         p, q = sizes[batch.shape]
-        logp = _score_batch(graphdef, state, *arrays, np.pad(pred, (0, p - len(pred))),
-                            np.pad(pair_pred, (0, q - len(pair_pred))), np.pad(pair_tok, (0, q - len(pair_tok))))
+        logp = runner(*arrays, np.pad(pred, (0, p - len(pred))), np.pad(pair_pred, (0, q - len(pair_pred))),
+                      np.pad(pair_tok, (0, q - len(pair_tok))))
         if pending is not None:  # read the previous batch back while this one runs
             out[pending[0]] = np.asarray(pending[1])[:len(pending[0])]
         pending = pair_idx, logp
@@ -177,7 +196,7 @@ def score_rows(model: nnx.Module, rows: ClozeRows, pad_id: int, *, batch_tokens:
     wall = time.perf_counter() - t0
     stats = {"rows": len(rows.tokens), "tokens": int(lengths.sum()), "padded_tokens": plan.padded_tokens,
              "wall_s": wall, "tokens_per_s": float(lengths.sum() / wall) if wall else float("nan"),
-             "shapes": len(sizes)}
+             "shapes": len(sizes), "compile_s_total": runner.compile_s}
     return out, stats
 
 
