@@ -15,7 +15,8 @@ First a parity check: the torch recipe and ours from the same initial weights, d
 batches, must end with the same weights. Then ``--repeats`` rounds, each timing every mode once in a
 rotated order (the machine is shared, so modes are interleaved and compared round by round). Ours is timed
 warm (its compile is printed separately; the timed rounds must compile nothing, counted by jax.monitoring).
-Printed: wall times (median, min) per mode, the speed-up = median over rounds of torch / ours, and the
+Printed: wall times (median, min) and process CPU times per mode, the speed-up = median over rounds of
+torch / ours (wall; and CPU time, which a crowded machine distorts less), and the
 validation loss (inner-split BCE) of the kept seeds (and of all seeds) of both, with the difference of means and its standard
 error (the inner splits differ, so only agreement within noise is expected).
 Second line: ours (one seed after another in one program) vs the same seeds vmapped (``seed_batch=S``) and vs
@@ -145,25 +146,28 @@ def bench(label: str, x, y, m, cfg: train.TrainConfig) -> None:
         modes["ours host-seq"] = lambda: train.train_seeds_sequential(x, y, m, cfg)
     n_compiles = len(compiles)
     names = list(modes)
-    wall = {k: [] for k in names}
+    wall, cpu = {k: [] for k in names}, {k: [] for k in names}
     out = {}
     for r in range(_REPEATS.value):
         order = names[r % len(names):] + names[:r % len(names)]
         for k in order:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out[k] = modes[k]()
             wall[k].append(time.perf_counter() - t0)
-        print(f"round {r + 1}: " + ", ".join(f"{k} {wall[k][-1]:.2f} s" for k in names), flush=True)
+            cpu[k].append(time.process_time() - c0)
+        print(f"round {r + 1}: " + ", ".join(f"{k} {wall[k][-1]:.2f} s (cpu {cpu[k][-1]:.2f})" for k in names),
+              flush=True)
     jax.monitoring.unregister_event_duration_listener(listen)
     torch.set_num_threads(default_threads)
     print(f"compiles during the timed rounds: {len(compiles) - n_compiles}")
     for k in names:
         epochs = (out[k].report.epochs_run if hasattr(out[k], "report") else out[k]["epochs_run"]).tolist()
-        print(f"{k:>14}: {_stats(wall[k])} | epochs per seed {epochs}")
-    ours = np.asarray(wall["ours"])
+        print(f"{k:>14}: {_stats(wall[k])} | cpu median {np.median(cpu[k]):7.2f} s | epochs per seed {epochs}")
     for k in names[1:]:
-        ratio = np.asarray(wall[k]) / ours
-        print(f"speed-up {k} / ours: {np.median(ratio):.2f}x (rounds {np.round(ratio, 2).tolist()})")
+        ratio = np.asarray(wall[k]) / np.asarray(wall["ours"])
+        cpu_ratio = np.asarray(cpu[k]) / np.asarray(cpu["ours"])
+        print(f"speed-up {k} / ours: wall {np.median(ratio):.2f}x (rounds {np.round(ratio, 2).tolist()}), "
+              f"cpu time {np.median(cpu_ratio):.2f}x")
     ours_val = {"kept": out["ours"].val_losses, "all": out["ours"].report.best_val}
     for k in names:
         if k.startswith("torch"):
