@@ -1,15 +1,18 @@
-"""Cost-aware operating points: the tolerance τ chosen on validation rows, its accuracy and savings on test.
+"""Cost-aware operating points: a routing rule's parameter chosen on validation rows, its accuracy and
+savings on test.
 
-Axis letters: N prompts, K targets, T tolerances. Routing is `router.policies.route_tolerance` (cheapest
-target, by ``prices`` [K], among those with p_k ≥ p_max − τ); only *complete* rows (every label present) count.
+Axis letters: N prompts, K targets, T grid values. Rules (``router.policies``, ranking cost ``prices`` [K]):
+'tolerance' (τ: cheapest target among those with p_k ≥ p_max − τ) and 'utility' (λ: argmax λ·p_k − (1−λ)·ĉ_k).
+Only *complete* rows (every label present) count.
 
-    choose_tolerance(P, Y, M, prices, best_single_index, tolerances=None) -> dict
-        The cheapest τ (lowest mean price of the chosen targets; ties → higher accuracy, then smaller τ)
-        whose accuracy ≥ the best single target's accuracy on the same rows ("reached"). When no τ reaches it,
-        the most accurate τ (ties → cheaper, then smaller τ) with ``reached = False``. Default grid: every
-        distinct p_max − p_k (`policies.tolerance_grid`), i.e. every τ where the routing can change.
-    point_metrics(P, Y, M, costs, prices, tolerance, best_single_index, ...) -> {metric: {value, ci_low, ci_high}}
-        router accuracy, best-single accuracy, their difference, and cost savings vs the most expensive target
+    choose_point(P, Y, M, prices, best_single_index, rule='tolerance', grid=None) -> dict
+        The cheapest grid value (lowest mean price of the chosen targets; ties → higher accuracy, then the
+        smaller value) whose accuracy ≥ the best single target's accuracy on the same rows ("reached"). When
+        none reaches it, the most accurate value (ties → cheaper, then smaller) with ``reached = False``.
+        Default grids: τ = every distinct p_max − p_k (`policies.tolerance_grid`, every τ where the routing can
+        change); λ = 0, 0.01, ..., 1 (the evaluation's λ grid).
+    point_metrics(P, Y, M, costs, prices, param, best_single_index, rule='tolerance', ...) -> {metric: {value,
+        ci_low, ci_high}}: router accuracy, best-single accuracy, their difference, and cost savings vs the most expensive target
         (``metrics.cost_savings``: price axis = ``prices``, per-query axis = ``costs`` [N, K] $; the reference
         target is fixed on all complete rows) with percentile bootstrap CIs over the complete rows.
 """
@@ -30,31 +33,44 @@ def _complete(P, Y, M) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return P, Y, rows
 
 
-def choose_tolerance(P, Y, M, prices, best_single_index: int, tolerances=None) -> dict:
-    """The operating τ on validation rows (module docstring). Returns {tolerance, reached, acc,
+RULES = {"tolerance": policies.route_tolerance, "utility": policies.route_utility}
+
+
+def _rule(rule: str):
+    if rule not in RULES:
+        raise ValueError(f"unknown operating-point rule {rule!r}; use one of {sorted(RULES)}")
+    return RULES[rule]
+
+
+def choose_point(P, Y, M, prices, best_single_index: int, rule: str = "tolerance", grid=None) -> dict:
+    """The operating point on validation rows (module docstring). Returns {rule, param, reached, acc,
     best_single_acc, mean_price, savings_price_pct, n_rows, n_grid}."""
+    route = _rule(rule)
     P, Y, rows = _complete(P, Y, M)
     prices = np.asarray(prices, np.float64)
     if prices.shape != (P.shape[1],):
         raise ValueError(f"prices must be [K]={P.shape[1]}, got shape {prices.shape}")
     Pc, Yc = P[rows], Y[rows]
-    grid = policies.tolerance_grid(Pc) if tolerances is None else np.unique(np.asarray(tolerances, np.float64))
-    if grid.size == 0 or grid.min() < 0:
-        raise ValueError(f"tolerances must be a non-empty grid of values >= 0, got {tolerances!r}")
+    given = grid
+    if grid is None:
+        grid = policies.tolerance_grid(Pc) if rule == "tolerance" else np.linspace(0.0, 1.0, 101)
+    grid = np.unique(np.asarray(grid, np.float64))
+    if grid.size == 0 or grid.min() < 0 or (rule == "utility" and grid.max() > 1):
+        raise ValueError(f"grid must be a non-empty set of values >= 0 (<= 1 for 'utility'), got {given!r}")
     acc = np.empty(grid.size)
     price = np.empty(grid.size)
-    for t, tol in enumerate(grid):
-        ch = policies.route_tolerance(Pc, prices, tol)
+    for t, value in enumerate(grid):
+        ch = route(Pc, prices, value)
         acc[t] = Yc[np.arange(rows.size), ch].mean()
         price[t] = prices[ch].mean()
     best = float(Yc[:, best_single_index].mean())
     feasible = acc >= best - 1e-12
     reached = bool(feasible.any())
-    # lexsort: last key is primary; index order breaks remaining ties toward the smaller τ
+    # lexsort: the last key is primary; the grid order breaks remaining ties toward the smaller value
     order = (np.lexsort((-acc, price, ~feasible)) if reached else np.lexsort((price, -acc)))
     t = int(order[0])
     expensive = metrics.most_expensive_index(prices)
-    return {"tolerance": float(grid[t]), "reached": reached, "acc": float(acc[t]), "best_single_acc": best,
+    return {"rule": rule, "param": float(grid[t]), "reached": reached, "acc": float(acc[t]), "best_single_acc": best,
             "mean_price": float(price[t]), "savings_price_pct": 100 * (1 - float(price[t]) / prices[expensive])
             if prices[expensive] > 0 else float("nan"), "n_rows": int(rows.size), "n_grid": int(grid.size)}
 
@@ -63,13 +79,14 @@ POINT_KEYS = ("router_acc", "best_single_acc", "acc_minus_best_single", "cost_sa
               "cost_savings_query_pct")
 
 
-def point_metrics(P, Y, M, costs, prices, tolerance: float, best_single_index: int, *, n_boot: int = 1000,
-                  seed: int = 0, alpha: float = 0.05) -> dict:
-    """Test metrics of the tolerance rule at ``tolerance`` with percentile bootstrap CIs (module docstring).
+def point_metrics(P, Y, M, costs, prices, param: float, best_single_index: int, rule: str = "tolerance", *,
+                  n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Test metrics of ``rule`` at ``param`` (τ or λ) with percentile bootstrap CIs (module docstring).
     ``costs``: [N, K] per-prompt $ or None (then no per-query savings)."""
+    route = _rule(rule)
     P, Y, rows = _complete(P, Y, M)
     prices = np.asarray(prices, np.float64)
-    ch = policies.route_tolerance(P[rows], prices, tolerance)
+    ch = route(P[rows], prices, param)
     Yc = Y[rows]
     price_nk = np.broadcast_to(prices, Yc.shape)
     axes = [(price_nk, metrics.most_expensive_index(prices))]

@@ -1,5 +1,6 @@
-"""Operating-point stage (#14.4): the tolerance τ that reaches "accuracy ≥ best single" picked on validation
-rows carved from the training rows, then reported on test (accuracy, savings vs the most expensive target).
+"""Operating-point stage (#14.4): the tolerance τ (and the utility λ) that reaches "accuracy ≥ best single"
+picked on validation rows carved from the training rows, then reported on test (accuracy, savings vs the most
+expensive target).
 
     validation_rows(train, fraction, seed) -> (fit [n_fit], val [n_val])   seeded split of the training rows
     operating_point(config, feats, choices, split, stats, P_test) -> dict    metrics.json `operating_point`
@@ -7,7 +8,7 @@ rows carved from the training rows, then reported on test (accuracy, savings vs 
 
 Out-of-sample validation predictions: the router's blocks and trunk are refitted on the fit rows only (no
 checkpoint) and predict the validation rows; the task lookup is refitted on the fit rows likewise. The
-chosen τ is then applied to the main router's (and the main task lookup's) test predictions, both fitted on
+chosen τ / λ is then applied to the main router's (and the main task lookup's) test predictions, both fitted on
 all training rows. The best single target is the training-rows one (``stats``), as in the evaluation.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from prefill_router.stages.features import FeatureLookup
 from prefill_router.stages.router import block_specs, train_config
 
 ROUTER = "SharedTrunkNet"
+SYMBOL = {"tolerance": "τ", "utility": "λ"}  # report names of the rules' parameters
 
 
 def validation_rows(train: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,8 +58,9 @@ def _validation_predictions(config, feats: dict, choices, split: Split, fit: np.
 
 
 def operating_point(config, feats: dict, choices, split: Split, stats: dict, P_test: np.ndarray) -> dict:
-    """Per router (prefill router, task lookup): τ chosen on validation (`evaluation.operating.choose_tolerance`)
-    and its test metrics with bootstrap CIs (`point_metrics`). ``P_test``: the main router's [N_test, K]."""
+    """Per router (prefill router, task lookup) and rule (``operating.RULES``): τ / λ chosen on validation
+    (`evaluation.operating.choose_point`) and its test metrics with bootstrap CIs (`point_metrics`).
+    ``P_test``: the main router's [N_test, K]."""
     ds, test = split.ds, split.test
     fraction = config.routing.operating_val_fraction
     fit, val = validation_rows(split.train, fraction, config.seed)
@@ -66,34 +69,38 @@ def operating_point(config, feats: dict, choices, split: Split, stats: dict, P_t
     test_P = {ROUTER: P_test, controls.TASK_LOOKUP: controls.task_priors(split)[0][controls.TASK_LOOKUP]}
     routers = {}
     for name, P in val_P.items():
-        chosen = operating.choose_tolerance(P, ds.labels[val], ds.mask[val], split.prices_in, best)
-        routers[name] = {"validation": chosen, "test": operating.point_metrics(
-            test_P[name], ds.labels[test], ds.mask[test], split.costs[test], split.prices_in, chosen["tolerance"],
-            best, n_boot=config.eval.n_boot, seed=config.seed)}
+        routers[name] = {}
+        for rule in operating.RULES:
+            chosen = operating.choose_point(P, ds.labels[val], ds.mask[val], split.prices_in, best, rule)
+            routers[name][rule] = {"validation": chosen, "test": operating.point_metrics(
+                test_P[name], ds.labels[test], ds.mask[test], split.costs[test], split.prices_in, chosen["param"],
+                best, rule, n_boot=config.eval.n_boot, seed=config.seed)}
     expensive = int(np.argmax(split.prices_in))
     return {"val_fraction": fraction, "n_fit": int(fit.size), "n_val": int(val.size),
             "best_single": ds.targets[best], "most_expensive_price": ds.targets[expensive], "routers": routers}
 
 
 def report_lines(result: dict) -> list[str]:
-    """The report.md section: per router, the validation-chosen τ and its test accuracy and savings."""
-    lines = ["## Cost-aware operating point (τ chosen on validation)", "",
-             f"Tolerance rule (cheapest target by input price among p_k ≥ p_max − τ). τ = the cheapest point whose "
+    """The report.md section: per router and rule, the validation-chosen τ / λ and its test accuracy and savings."""
+    lines = ["## Cost-aware operating points (τ / λ chosen on validation)", "",
+             "Tolerance rule: cheapest target by input price among p_k ≥ p_max − τ; utility rule: argmax "
+             "λ·p_k − (1−λ)·ĉ_k (ĉ = min-max normalised input price). τ (λ) = the cheapest point whose "
              f"accuracy on {result['n_val']} validation rows (held out of the training rows; routers refitted on "
              f"the other {result['n_fit']}) is ≥ the best single target ({result['best_single']}); if none, the "
              "most accurate point (reached = no). Test: accuracy and savings vs the most expensive target (price "
              f"axis: {result['most_expensive_price']}; per-query axis: the target of highest total $ on test), "
              "95% bootstrap CIs.", ""]
-    rows = [["router", "τ", "reached on val", "val acc / best single", "test acc", "test acc − best single",
+    rows = [["router", "rule", "reached on val", "val acc / best single", "test acc", "test acc − best single",
              "savings % (price)", "savings % (per-query)"]]
-    for name, r in result["routers"].items():
-        v, t = r["validation"], r["test"]
+    for name, by_rule in result["routers"].items():
+        for rule, r in by_rule.items():
+            v, t = r["validation"], r["test"]
 
-        def ci(key, t=t):
-            return format_ci(t[key]["value"], t[key]["ci_low"], t[key]["ci_high"]) if key in t else "–"
-        rows.append([name, f"{v['tolerance']:.4g}", "yes" if v["reached"] else "no",
-                     f"{v['acc']:.3f} / {v['best_single_acc']:.3f}", ci("router_acc"), ci("acc_minus_best_single"),
-                     ci("cost_savings_price_pct"), ci("cost_savings_query_pct")])
+            def ci(key, t=t):
+                return format_ci(t[key]["value"], t[key]["ci_low"], t[key]["ci_high"]) if key in t else "–"
+            rows.append([name, f"{SYMBOL[rule]} = {v['param']:.4g}", "yes" if v["reached"] else "no",
+                         f"{v['acc']:.3f} / {v['best_single_acc']:.3f}", ci("router_acc"),
+                         ci("acc_minus_best_single"), ci("cost_savings_price_pct"), ci("cost_savings_query_pct")])
     return lines + [markdown_table(rows), ""]
 
 

@@ -26,11 +26,11 @@ def test_validation_rows_bad_fraction(fraction, train):
 def test_report_lines():
     ci = lambda v: {"value": v, "ci_low": v - 0.1, "ci_high": v + 0.1}  # noqa: E731
     result = {"n_val": 40, "n_fit": 160, "best_single": "big", "most_expensive_price": "big", "routers": {
-        "SharedTrunkNet": {"validation": {"tolerance": 0.125, "reached": True, "acc": 0.8, "best_single_acc": 0.75},
-                           "test": {"router_acc": ci(0.7), "acc_minus_best_single": ci(0.02),
-                                    "cost_savings_price_pct": ci(60.0)}}}}
+        "SharedTrunkNet": {"utility": {
+            "validation": {"param": 0.125, "reached": True, "acc": 0.8, "best_single_acc": 0.75},
+            "test": {"router_acc": ci(0.7), "acc_minus_best_single": ci(0.02), "cost_savings_price_pct": ci(60.0)}}}}}
     text = "\n".join(op.report_lines(result))
-    assert "| SharedTrunkNet | 0.125 | yes | 0.800 / 0.750 | 0.700 [0.600, 0.800] | 0.020 [-0.080, 0.120] | " \
+    assert "| SharedTrunkNet | λ = 0.125 | yes | 0.800 / 0.750 | 0.700 [0.600, 0.800] | 0.020 [-0.080, 0.120] | " \
            "60.000 [59.900, 60.100] | – |" in text
     assert "40 validation rows" in text and "other 160" in text
 
@@ -62,12 +62,13 @@ def test_operating_point_chooses_on_validation_rows_and_scores_test(monkeypatch)
     fit, val = seen["fit"], seen["val"]
     assert val.size == 2 and np.array_equal(np.sort(np.concatenate([fit, val])), np.arange(10))
     assert (out["n_fit"], out["n_val"], out["best_single"], out["most_expensive_price"]) == (8, 2, "b", "b")
-    want = operating.choose_tolerance(P_val, labels[val], None, [1.0, 2.0], 1)
-    assert out["routers"][op.ROUTER]["validation"] == want
-    test = operating.point_metrics(P_test, labels[10:], None, split.costs[10:], [1.0, 2.0], want["tolerance"], 1,
-                                   n_boot=20, seed=0)
-    assert out["routers"][op.ROUTER]["test"] == test
     lookup = controls.task_priors(split)[0][controls.TASK_LOOKUP]  # fitted on all training rows
-    tau = out["routers"][controls.TASK_LOOKUP]["validation"]["tolerance"]
-    assert out["routers"][controls.TASK_LOOKUP]["test"] == operating.point_metrics(
-        lookup, labels[10:], None, split.costs[10:], [1.0, 2.0], tau, 1, n_boot=20, seed=0)
+    for rule in ("tolerance", "utility"):
+        want = operating.choose_point(P_val, labels[val], None, [1.0, 2.0], 1, rule)
+        assert out["routers"][op.ROUTER][rule]["validation"] == want
+        test = operating.point_metrics(P_test, labels[10:], None, split.costs[10:], [1.0, 2.0], want["param"], 1,
+                                       rule, n_boot=20, seed=0)
+        assert out["routers"][op.ROUTER][rule]["test"] == test
+        param = out["routers"][controls.TASK_LOOKUP][rule]["validation"]["param"]
+        assert out["routers"][controls.TASK_LOOKUP][rule]["test"] == operating.point_metrics(
+            lookup, labels[10:], None, split.costs[10:], [1.0, 2.0], param, 1, rule, n_boot=20, seed=0)
