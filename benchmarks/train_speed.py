@@ -78,8 +78,11 @@ def real_design(spec: str):
     return x, np.where(data.M, data.Y, np.nan).astype(np.float32), data.M
 
 
-def parity(x, y, m, cfg: train.TrainConfig, steps: int = 4) -> float:
-    """Max |weight difference| after ``steps`` Adam steps of both recipes from one init, dropout off, same batches."""
+def parity(x, y, m, cfg: train.TrainConfig, steps: int = 4) -> tuple[float, float, float]:
+    """Both recipes from one init, dropout off, ``steps`` Adam steps on the same batches: (max |weight diff|,
+    share of weights differing by > 1e-5, max |logit diff| on the first 512 rows). Adam divides by
+    sqrt(v) + 1e-8, so a weight whose gradient is ~1e-8 can move by up to lr on float rounding alone:
+    compare the share and the logits, not only the max."""
     trunk = model_lib.TrunkConfig(x.shape[1], y.shape[1], cfg.hidden, tuple(0.0 for _ in cfg.dropout))
     graphdef, params = model_lib.init_params(trunk, jax.random.PRNGKey(0))
     yy, mm = np.where(m, np.nan_to_num(y), 0.0).astype(np.float32), m.astype(np.float32)
@@ -100,9 +103,14 @@ def parity(x, y, m, cfg: train.TrainConfig, steps: int = 4) -> float:
         ref.masked_bce(net(xt[b]), yt[b], mt[b]).backward()
         opt.step()
     linears = [mod for mod in net if isinstance(mod, torch.nn.Linear)]
-    return max(max(float(np.abs(lin.weight.detach().numpy().T - np.asarray(params["layers"][i]["kernel"])).max()),
-                   float(np.abs(lin.bias.detach().numpy() - np.asarray(params["layers"][i]["bias"])).max()))
-               for i, lin in enumerate(linears))
+    diffs = np.concatenate([np.concatenate([np.abs(lin.weight.detach().numpy().T
+                                                   - np.asarray(params["layers"][i]["kernel"])).ravel(),
+                                            np.abs(lin.bias.detach().numpy() - np.asarray(params["layers"][i]["bias"]))])
+                            for i, lin in enumerate(linears)])
+    with torch.no_grad():
+        logits = net(xt[:512]).numpy()
+    return float(diffs.max()), float(np.mean(diffs > 1e-5)), float(np.abs(
+        logits - np.asarray(model_lib.apply(graphdef, params, x[:512]))).max())
 
 
 def _stats(v) -> str:
@@ -121,8 +129,9 @@ def _val_diff(which: str, ours, name: str, theirs) -> str:
 def bench(label: str, x, y, m, cfg: train.TrainConfig) -> None:
     print(f"\n=== {label}: X {x.shape}, K={y.shape[1]}, {len(cfg.seeds)} seeds, <= {cfg.max_epochs} epochs, "
           f"batch {cfg.batch_size}")
-    print(f"parity (torch recipe vs ours, same init, dropout off, 4 Adam steps): max |weight diff| "
-          f"{parity(x, y, m, cfg):.2e}")
+    w_max, w_share, logit_max = parity(x, y, m, cfg)
+    print(f"parity (torch recipe vs ours, same init, dropout off, 4 Adam steps on the same batches): max |weight "
+          f"diff| {w_max:.1e} ({w_share:.1e} of weights > 1e-5), max |logit diff| {logit_max:.1e}")
     compiles = []
 
     def listen(event, secs, **kw):
