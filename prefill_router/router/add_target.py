@@ -22,6 +22,7 @@ The result is an ordinary ``RouterBundle`` with K + 1 targets (save_router / loa
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Sequence
 
 import jax
@@ -93,16 +94,21 @@ def penultimate(ensemble: Ensemble, x: np.ndarray) -> np.ndarray:
     return np.asarray(jax.vmap(lambda p: _hidden(p, x))(ensemble.params))
 
 
+@functools.partial(jax.jit, static_argnames="C")
+def _heads(params, x, y, C):
+    return jax.vmap(lambda p: _logreg_folded(_hidden(p, x), y, C))(params)
+
+
 def fit_heads(ensemble: Ensemble, x: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-member heads on the frozen trunk: (W [S, H], b [S]), logit_s = h_s(x) @ W[s] + b[s]."""
-    h = jnp.asarray(penultimate(ensemble, x))
-    w, b = jax.vmap(lambda hs: _logreg_folded(hs, jnp.asarray(y), C))(h)
+    w, b = _heads(ensemble.params, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32), float(C))
     return np.asarray(w), np.asarray(b)
 
 
 def fit_readout(x: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, float]:
     """Logistic readout on the trunk input: (w [d], b), logit = x @ w + b."""
-    w, b = _logreg_folded(jnp.asarray(x, jnp.float32), jnp.asarray(y), C)
+    w, b = jax.jit(_logreg_folded, static_argnames="C")(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32),
+                                                          C=float(C))
     return np.asarray(w), float(b)
 
 
@@ -146,16 +152,14 @@ def with_readout(params: dict, w: np.ndarray, b: float) -> dict:
     return {"layers": layers}
 
 
-def finetune(config: model_lib.TrunkConfig, params: dict, x: np.ndarray, y: np.ndarray,
-             cfg: AddConfig) -> tuple[dict, np.ndarray]:
-    """Fine-tunes every member (params with K + 1 outputs) on (x, y); distils the old K outputs against the
-    member's own starting probabilities. Returns (params, loss history [steps, S])."""
+@functools.lru_cache(maxsize=8)
+def _finetune_fn(config: model_lib.TrunkConfig, cfg: AddConfig):
+    """Jitted (stacked params, x, y) -> (params, loss history [S, steps]); one program per config and shapes."""
     graphdef = model_lib.graphdef_of(config)
-    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
     K = config.n_targets - 1
     opt = optax.adam(cfg.finetune_lr)
 
-    def member(p0):
+    def member(p0, x, y):
         p_old = jax.nn.sigmoid(model_lib.apply(graphdef, p0, x)[:, :K])
 
         def loss(p):
@@ -173,8 +177,15 @@ def finetune(config: model_lib.TrunkConfig, params: dict, x: np.ndarray, y: np.n
         (p, _), history = jax.lax.scan(step, (p0, opt.init(p0)), None, length=cfg.finetune_steps)
         return p, history
 
-    params = jax.tree.map(jnp.asarray, params)
-    out, history = jax.jit(jax.vmap(member))(params)
+    return jax.jit(jax.vmap(member, in_axes=(0, None, None)))
+
+
+def finetune(config: model_lib.TrunkConfig, params: dict, x: np.ndarray, y: np.ndarray,
+             cfg: AddConfig) -> tuple[dict, np.ndarray]:
+    """Fine-tunes every member (params with K + 1 outputs) on (x, y); distils the old K outputs against the
+    member's own starting probabilities. Returns (params, loss history [steps, S])."""
+    out, history = _finetune_fn(config, cfg)(jax.tree.map(jnp.asarray, params), jnp.asarray(x, jnp.float32),
+                                             jnp.asarray(y, jnp.float32))
     return jax.tree.map(np.asarray, out), np.asarray(history).T
 
 
