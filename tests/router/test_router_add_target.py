@@ -9,6 +9,7 @@ from sklearn.preprocessing import StandardScaler
 from prefill_router.router import add_target as add_lib
 from prefill_router.router import blocks, ensemble, model
 from prefill_router.router import checkpoint as checkpointing
+from tests.router.conftest import random_ensemble
 
 TARGETS = ("alpha", "beta")
 pytestmark = pytest.mark.usefixtures("fast_compile")  # tests/router/conftest.py
@@ -22,9 +23,7 @@ def _bundle():
     specs = [blocks.BlockSpec("alpha", "enc", 2, "mean", 4), blocks.BlockSpec("beta", "enc", 2, "mean", 3)]
     transforms, _ = blocks.build_design(_lookup(30, 0), specs, np.arange(30))
     cfg = model.TrunkConfig(d_in=7, n_targets=2, hidden=(6, 5), dropout=(0.1, 0.1))
-    init = jax.jit(jax.vmap(lambda k: model.init_params(cfg, k)[1]))
-    params = jax.tree.map(np.asarray, init(jax.random.split(jax.random.PRNGKey(0), 3)))
-    ens = ensemble.Ensemble(cfg, params, (42, 43, 44), np.array([0.5, 0.6, 0.7]), TARGETS)
+    ens = random_ensemble(cfg, (42, 43, 44), [0.5, 0.6, 0.7], TARGETS)
     return ensemble.RouterBundle(
         targets=TARGETS, blocks=specs, transforms=transforms, ensemble=ens,
         prices={"alpha": (3.0, 15.0), "beta": (0.1, 0.4)},

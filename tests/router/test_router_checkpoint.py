@@ -9,6 +9,7 @@ import prefill_router
 from prefill_router import checkpointing as ckpt_lib
 from prefill_router.router import blocks, ensemble, model
 from prefill_router.router import checkpoint as checkpointing
+from tests.router.conftest import random_ensemble
 
 TARGETS = ("alpha", "beta")
 pytestmark = pytest.mark.usefixtures("fast_compile")  # tests/router/conftest.py
@@ -25,9 +26,7 @@ def _bundle():
              blocks.BlockSpec("beta", "enc", 3, "last", 3, {"enable_thinking": True})]
     transforms, _ = blocks.build_design(_lookup(), specs, np.arange(18))
     cfg = model.TrunkConfig(d_in=7, n_targets=2, hidden=(5,), dropout=(0.1,))
-    init = jax.jit(jax.vmap(lambda k: model.init_params(cfg, k)[1]))
-    params = jax.tree.map(np.asarray, init(jax.random.split(jax.random.PRNGKey(0), 3)))
-    ens = ensemble.Ensemble(cfg, params, (42, 44, 43), np.array([0.5, 0.6, 0.7]), TARGETS)
+    ens = random_ensemble(cfg, (42, 44, 43), [0.5, 0.6, 0.7], TARGETS)
     return ensemble.RouterBundle(
         targets=TARGETS, blocks=specs, transforms=transforms, ensemble=ens,
         prices={"alpha": (3.0, 15.0), "beta": (0.1, 0.4)},
