@@ -103,7 +103,10 @@ def test_ctrl_c_prints_resume_hint(tmp_path, shared_data):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PREFILL_ROUTER_CACHE": str(tmp_path / "c"),
            "PREFILL_ROUTER_DATA": str(shared_data)}
     proc = subprocess.Popen([sys.executable, "-m", "experiments.main", "--config=configs/llmrouter_pool.py:runlocal",
-                             f"--workdir={tmp_path / 'w'}"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+                             f"--workdir={tmp_path / 'w'}"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
+                            # pytest-xdist workers ignore SIGINT and a child inherits SIG_IGN (then Python installs
+                            # no KeyboardInterrupt handler): give the run the default disposition a terminal gives
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in proc.stderr:  # wait until the run is inside its first stage (reading the LLMRouter files)
         seen.append(line)

@@ -6,9 +6,13 @@ prefill_router/features/distributed.py). Each run gets its own cache dir (labels
 processes of the 2-process run share theirs, as hosts share the feature store. Each process has its own
 workdir, so it shows what process 1 wrote: it stops after the features stage and writes no report.
 Process 0's metrics.json must equal the 1-process run's leaf by leaf, except the stage timings and the
-workdir in the plot paths.
+workdir in the plot paths; non-integer numbers up to float32 rounding (rtol 1e-4, atol 1e-6): each host
+extracts the prompts whose hash it owns, so prompts meet other batch mates and bucket shapes than in the
+1-process run, which moves features by ~1e-7 relative (seen: 15-104 of 3,556 metrics differing, at most
+~1.6e-5 relative, on small differences of probabilities). Integers, strings and structure compare exactly.
 """
 import json
+import math
 import os
 import pathlib
 import socket
@@ -41,13 +45,24 @@ def _start(workdir: pathlib.Path, cache: pathlib.Path, log: pathlib.Path, **mult
 
 
 def _leaves(tree, path: str = "") -> dict[str, str]:
-    """JSON tree -> {"/key/0/...": leaf as JSON text} (so NaN equals NaN and floats compare exactly)."""
+    """JSON tree -> {"/key/0/...": leaf as JSON text} (so NaN equals NaN)."""
     if not isinstance(tree, (dict, list)):
         return {path: json.dumps(tree)}
     out = {}
     for key, value in (tree.items() if isinstance(tree, dict) else enumerate(tree)):
         out.update(_leaves(value, f"{path}/{key}"))
     return out
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    """Equal JSON leaves; two non-integer numbers within rtol 1e-4 / atol 1e-6 of each other also count."""
+    if a == b:
+        return True
+    if a is None or b is None:
+        return False
+    x, y = json.loads(a), json.loads(b)
+    return (all(isinstance(v, float) for v in (x, y))
+            and math.isclose(x, y, rel_tol=1e-4, abs_tol=1e-6))
 
 
 def _comparable(workdir: pathlib.Path) -> dict[str, str]:
@@ -89,6 +104,6 @@ def test_two_process_pipeline_equals_one_process(tmp_path):
     assert not (tmp_path / "process1" / "report.md").exists()
     assert "process 1 of 2" in (tmp_path / "process1.log").read_text()
     single, multi = _comparable(tmp_path / "single"), _comparable(tmp_path / "process0")
-    differ = [k for k in sorted(single.keys() | multi.keys()) if single.get(k) != multi.get(k)]
+    differ = [k for k in sorted(single.keys() | multi.keys()) if not _same(single.get(k), multi.get(k))]
     assert not differ, (f"{len(differ)} of {len(single)} metrics differ (1 process vs 2 processes): "
                         + "; ".join(f"{k}: {single.get(k)} vs {multi.get(k)}" for k in differ[:10]))
