@@ -34,10 +34,7 @@ def evaluate(config, predictions: dict, split: Split, stats: dict, plot_dir: pat
     priors, prior_info = controls_lib.task_priors(split)
     predictions = {**predictions, **priors}
     best_single = ds.targets.index(stats["train"]["best_single"]["target"])
-    args = dict(Y=ds.labels[test], M=ds.mask[test], costs=split.costs[test], prices_in=split.prices_in,
-                target_names=ds.targets, n_boot=config.eval.n_boot, seed=config.seed,
-                best_single_index=best_single, operating_tolerance=config.routing.tolerance,
-                tasks=[ds.tasks[i] for i in test])
+    args = scoring_args(config, split, best_single)
     router_result = report_lib.evaluate_router(predictions[ROUTER], **args)
     comparison = report_lib.compare_routers(predictions, reference=controls_lib.TASK_LOOKUP, **args)
     two_model = (routellm_metrics(predictions, ds.labels[test], ds.mask[test], split.prices_in, config)
@@ -48,6 +45,16 @@ def evaluate(config, predictions: dict, split: Split, stats: dict, plot_dir: pat
         plot_files += plots_lib.plot_comparison({ROUTER: router_result, **others}, plot_dir)
     evaluation = Evaluation(router_result, comparison, two_model, plot_files)
     return evaluation._replace(controls=controls_lib.controls(split, evaluation, prior_info, ROUTER))
+
+
+def scoring_args(config, split: Split, best_single: int, n_boot: int | None = None) -> dict:
+    """Keyword arguments of `report.evaluate_router` / `compare_routers` scoring ``split``'s test rows
+    (``n_boot`` default: ``config.eval.n_boot``)."""
+    ds, test = split.ds, split.test
+    return dict(Y=ds.labels[test], M=ds.mask[test], costs=split.costs[test], prices_in=split.prices_in,
+                target_names=ds.targets, n_boot=config.eval.n_boot if n_boot is None else n_boot,
+                seed=config.seed, best_single_index=best_single, operating_tolerance=config.routing.tolerance,
+                tasks=[ds.tasks[i] for i in test])
 
 
 def routellm_metrics(predictions: dict, Y, M, prices_in, config) -> dict:

@@ -24,6 +24,7 @@ from prefill_router.evaluation import report as report_lib
 from prefill_router.stages import controls as controls_lib
 from prefill_router.stages.baselines import baselines
 from prefill_router.stages.data import load_split
+from prefill_router.stages.evaluate import scoring_args
 from prefill_router.stages.features import extract_all
 from prefill_router.stages.probe import probe
 from prefill_router.stages.router import fit_router
@@ -71,13 +72,10 @@ def aggregate(runs: list[dict]) -> dict:
 
 
 def _evaluate(config, split, predictions: dict) -> dict:
-    ds, train, test = split.ds, split.train, split.test
-    best_single = ds.targets.index(data_lib.dataset_stats(ds, train)["best_single"]["target"])
-    return report_lib.compare_routers(
-        predictions, ds.labels[test], ds.mask[test], split.costs[test], split.prices_in, ds.targets,
-        reference=controls_lib.TASK_LOOKUP, n_boot=min(config.eval.n_boot, REPEAT_N_BOOT), seed=config.seed,
-        best_single_index=best_single, operating_tolerance=config.routing.tolerance,
-        tasks=[ds.tasks[i] for i in test])
+    ds = split.ds
+    best_single = ds.targets.index(data_lib.dataset_stats(ds, split.train)["best_single"]["target"])
+    return report_lib.compare_routers(predictions, reference=controls_lib.TASK_LOOKUP, **scoring_args(
+        config, split, best_single, n_boot=min(config.eval.n_boot, REPEAT_N_BOOT)))
 
 
 def _fit_predict(config, split, workdir: pathlib.Path, feats: dict, choices) -> dict:
