@@ -18,7 +18,7 @@ from prefill_router.features import distributed, extract
 from prefill_router.features import store as store_lib
 from prefill_router.features.store import FeatureStore
 
-MAX_LEN = 64  # fixture `enc`: tests/features/conftest.py (tiny llama + byte tokenizer)
+MAX_LEN = 64  # fixture `enc`: tests/features/conftest.py (tiny_llama + byte-level tokenizer)
 PROMPTS = [("q%d " % i) + "x" * (i * 7 % 40) for i in range(13)]
 KW = dict(max_length=MAX_LEN, progress=False, chunk_size=4, length_grid=[64])  # one T: few compiles
 
@@ -192,7 +192,8 @@ def test_subsets_supersets_and_max_length_reuse_stored_prompts(enc, tmp_path):
         np.testing.assert_allclose(ab.get(p), fresh.get(p)[:, list(range(12, -1, -1)) + [0, 1, 2]], atol=1e-6)
         np.testing.assert_allclose(sub.get(p, [1, 3]), fresh.get(p, [1, 3])[:, 5:11], atol=1e-6)
     # a smaller max_length reuses the prompts that fit whole and recomputes (truncated) the others
-    lengths = np.asarray([len(enc.tokenizer.render(p, {}).encode()) for p in PROMPTS])
+    ids, _ = enc.tokenizer.encode_batch([enc.tokenizer.render(p, {}) for p in PROMPTS])
+    lengths = np.asarray([len(t) for t in ids])
     short = extract.extract_features(enc, PROMPTS, store_dir=tmp_path, batch_size=4,
                                      **{**KW, "max_length": 40, "length_grid": [40]})
     assert short.stats["prompts_computed"] == short.stats["num_truncated"] == int((lengths > 40).sum()) > 0
@@ -211,8 +212,8 @@ def test_layer_subset_and_prompt_order(enc, tmp_path):
     rev = extract.extract_features(enc, PROMPTS[::-1], store_dir=tmp_path, batch_size=4, **KW)
     assert rev.key != full.key and rev.stats["prompts_computed"] == 0
     np.testing.assert_array_equal(rev.get("mean")[:, ::-1], full.get("mean"))
-    kw = extract.extract_features(enc, PROMPTS, store_dir=tmp_path, batch_size=4, template_kwargs={"think": True},
-                                  **KW)
+    kw = extract.extract_features(enc, PROMPTS, store_dir=tmp_path, batch_size=4,
+                                  template_kwargs={"add_generation_prompt": False}, **KW)
     assert kw.key != full.key and kw.stats["prompts_computed"] == 13
     reopened = extract.FeatureSet.open(full.store_dir, full.key)
     np.testing.assert_array_equal(reopened.get("mean"), full.get("mean"))
@@ -251,7 +252,7 @@ def test_bad_options(enc, tmp_path):
     with pytest.raises(ValueError, match="layers"):
         extract.extract_features(enc, PROMPTS, store_dir=tmp_path, layers=[4], **KW)
     with pytest.raises(ValueError, match="max_position_embeddings"):
-        extract.extract_features(enc, PROMPTS, store_dir=tmp_path, **{**KW, "max_length": 4096})
+        extract.extract_features(enc, PROMPTS, store_dir=tmp_path, **{**KW, "max_length": 8192})
 
 
 def test_bfloat16_close_to_float32(enc, tmp_path):
