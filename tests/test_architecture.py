@@ -146,3 +146,36 @@ def test_only_experiments_import_the_stages():
     bad = sorted(m for m, deps in graph.items() if not m.startswith("prefill_router.stages")
                  and any(d.startswith("prefill_router.stages") for d in deps))
     assert not bad, f"library modules import the stages (only experiments/ may): {bad}"
+
+
+def package_graph(graph: dict[str, set[str]], package: str) -> dict[str, set[str]]:
+    """The module graph collapsed onto ``package``'s direct children (subpackages and top-level modules):
+    ``a -> b`` when some module under ``package.a`` imports one under ``package.b``. The root package itself
+    (``package/__init__.py``, which every import passes through) is not a node."""
+    prefix = package + "."
+
+    def child(module: str) -> str | None:
+        return module[len(prefix):].split(".")[0] if module.startswith(prefix) else None
+
+    out: dict[str, set[str]] = {}
+    for module, deps in graph.items():
+        a = child(module)
+        if a is not None:
+            out.setdefault(a, set()).update(b for b in map(child, deps) if b is not None and b != a)
+    return out
+
+
+def test_package_graph_collapses_modules_onto_subpackages():
+    graph = {"p": {"p.a.x"}, "p.a": set(), "p.a.x": {"p.a.y", "p.b.z"}, "p.a.y": {"p"}, "p.b.z": {"p.c"},
+             "p.c": set()}
+    assert package_graph(graph, "p") == {"a": {"b"}, "b": {"c"}, "c": set()}
+    assert cycles(package_graph({**graph, "p.c": {"p.a.y"}}, "p")) == [["a", "b", "c"]]
+
+
+def test_library_subpackages_have_no_import_cycles():
+    """One-way layering between subpackages, not only between modules (e.g. router/ never imports
+    evaluation/, which routes with router.policies)."""
+    graph = package_graph(import_graph("prefill_router"), "prefill_router")
+    assert {"evaluation", "router", "encoders", "stages"} <= set(graph)
+    found = cycles(graph)
+    assert not found, "import cycles between subpackages: " + "; ".join(" <-> ".join(c) for c in found)

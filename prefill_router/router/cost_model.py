@@ -1,4 +1,5 @@
-"""Per-query output-length prediction, usable by every router (the paper's per-model median is the baseline).
+"""Per-query output-length prediction, usable by every router (the paper's per-model median is the baseline);
+its error metrics are ``evaluation.lengths.length_metrics``.
 
 Axis letters: N prompts, K targets, D query-feature width, A ridge penalties.
 
@@ -12,9 +13,6 @@ output length is not predicted per query. Here:
   space) and then the SOURCE per target: the ridge prediction replaces the median only where its validation
   MAE in tokens is lower. The chosen model is refitted on all training rows. Prediction: expm1(ŷ) ≥ 0 (a
   conditional median under a symmetric log-error, the same statistic as the baseline).
-* ``length_metrics``: MAE (tokens) of a prediction vs the median baseline, and Spearman ρ pooled over all
-  observed (query, target) pairs (the median ranks targets only) and within target (the median is a
-  constant there: ρ undefined), with percentile bootstrap CIs over queries.
 * ``query_costs``: $ [N, K] = n_in·price_in/1e6 + out_tokens·price_out/1e6 from any output-token estimate;
   ``realised_costs``: the measured cost (the dataset's real $ where known, else n_in·price_in + OBSERVED
   output tokens·price_out) — for measuring a policy only, never for deciding.
@@ -24,10 +22,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy import stats as sp_stats
 
 from prefill_router.data.costs import PriceTable, estimate_input_tokens
-from prefill_router.evaluation import bootstrap
 
 DEFAULT_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 SOURCES = ("median", "ridge")
@@ -142,49 +138,6 @@ def fit_length_predictor(x, tokens, train_rows, *, alphas=DEFAULT_ALPHAS, val_fr
         all_k = rows[~np.isnan(t[rows, k])]
         ridges[k] = _ridge_path(x[all_k], np.log1p(t[all_k, k]), [alphas[best]])[0]
     return LengthPredictor(medians, ridges, tuple(source), alpha, val_mae)
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float(np.corrcoef(sp_stats.rankdata(a), sp_stats.rankdata(b))[0, 1])
-
-
-def length_metrics(pred, medians, tokens, rows, target_names=None, *, n_boot: int = 1000, seed: int = 0,
-                   alpha: float = 0.05) -> dict:
-    """Error of predicted output tokens vs the per-target median on ``rows`` (observed entries only).
-
-    pred [N, K] tokens; medians [K]; tokens [N, K] observed (NaN unknown). Returns {'pooled': {metric:
-    {value, ci_low, ci_high}} for mae_pred, mae_median, mae_diff (pred − median), spearman_pred,
-    spearman_median (pooled over (query, target) pairs), 'per_target': {name: {mae_pred, mae_median,
-    spearman_pred, n}}}; CIs are percentile bootstrap over queries (rows resampled with their K entries).
-    """
-    t = _check_tokens(tokens)
-    pred = np.asarray(pred, np.float64)
-    med = np.broadcast_to(np.asarray(medians, np.float64), t.shape)
-    rows = np.asarray(rows)
-    names = list(target_names) if target_names is not None else [f"target_{k}" for k in range(t.shape[1])]
-    obs = ~np.isnan(t) & ~np.isnan(pred) & ~np.isnan(med)
-
-    def stat(r):
-        rr = rows[r]
-        o = obs[rr]
-        tp, pp, mp = t[rr][o], pred[rr][o], med[rr][o]
-        return np.array([_mae(pp, tp), _mae(mp, tp), _mae(pp, tp) - _mae(mp, tp), _spearman(pp, tp),
-                         _spearman(mp, tp)])
-
-    ci = bootstrap.bootstrap_ci(stat, rows.size, n_boot=n_boot, seed=seed, alpha=alpha)
-    keys = ("mae_pred", "mae_median", "mae_diff", "spearman_pred", "spearman_median")
-    pooled = {k: {"value": float(ci["estimate"][i]), "ci_low": float(ci["low"][i]), "ci_high": float(ci["high"][i])}
-              for i, k in enumerate(keys)}
-    per_target = {}
-    for k, name in enumerate(names):
-        o = rows[obs[rows, k]]
-        per_target[name] = {"n": int(o.size),
-                            "mae_pred": _mae(pred[o, k], t[o, k]) if o.size else float("nan"),
-                            "mae_median": _mae(med[o, k], t[o, k]) if o.size else float("nan"),
-                            "spearman_pred": _spearman(pred[o, k], t[o, k])}
-    return {"pooled": pooled, "per_target": per_target, "n_rows": int(rows.size), "n_pairs": int(obs[rows].sum())}
 
 
 def query_costs(n_input_tokens, output_tokens, prices, targets) -> np.ndarray:

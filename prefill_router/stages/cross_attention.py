@@ -20,6 +20,7 @@ from prefill_router import fileio
 from prefill_router import router as router_lib
 from prefill_router.baselines import sentence
 from prefill_router.evaluation import rewards as rewards_lib
+from prefill_router.evaluation.lengths import length_metrics
 from prefill_router.evaluation.report import format_ci, markdown_table
 from prefill_router.router import cost_model
 from prefill_router.router import cross_attention as ca
@@ -111,8 +112,8 @@ def costs_and_rewards(config, split: Split, stats: dict, predictions: dict, quer
         candidates = {"ridge, validated per target (used for routing)": chosen,
                       "ridge (every target)": fill(lp.predict(xq, source="ridge"))}
         candidates.update({f"{name} length head": t for name, t in length_heads.items() if t is not None})
-        out["lengths"] = {name: cost_model.length_metrics(t, medians, ds.output_tokens, test, ds.targets,
-                                                          n_boot=config.eval.n_boot, seed=config.seed)
+        out["lengths"] = {name: length_metrics(t, medians, ds.output_tokens, test, ds.targets,
+                                               n_boot=config.eval.n_boot, seed=config.seed)
                           for name, t in candidates.items()}
         out["length_sources"] = dict(zip(ds.targets, lp.source))
         out["length_val_mae"] = {k: dict(zip(ds.targets, v.tolist())) for k, v in lp.val_mae.items()}

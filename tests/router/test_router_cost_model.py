@@ -1,8 +1,10 @@
-"""Per-query output-length prediction vs the per-model median; cost formulas on hand-computed values."""
+"""Per-query output-length prediction vs the per-model median (scored by evaluation.lengths); cost formulas on
+hand-computed values."""
 import numpy as np
 import pytest
 
 from prefill_router.data.dataset import RoutingDataset
+from prefill_router.evaluation.lengths import length_metrics
 from prefill_router.router import cost_model as cm
 
 
@@ -26,21 +28,9 @@ def test_ridge_beats_median_where_length_depends_on_the_query():
     pred = lp.predict(x)
     assert np.abs(pred[test, 0] - t[test, 0]).mean() < 0.3 * np.abs(lp.medians[0] - t[test, 0]).mean()
     np.testing.assert_array_equal(lp.predict(x, source="median")[:, 0], lp.medians[0])
-    rep = cm.length_metrics(pred, lp.medians, t, test, ["a", "b", "c"], n_boot=50)
+    rep = length_metrics(pred, lp.medians, t, test, ["a", "b", "c"], n_boot=50)
     assert rep["pooled"]["mae_diff"]["ci_high"] < 0
     assert rep["per_target"]["a"]["spearman_pred"] > 0.95 and rep["per_target"]["c"]["n"] == 0
-
-
-def test_length_metrics_by_hand():
-    t = np.array([[10.0, 100.0], [20.0, np.nan], [30.0, 300.0]])
-    pred = np.array([[12.0, 90.0], [20.0, 5.0], [25.0, 320.0]])
-    med = np.array([20.0, 200.0])
-    r = cm.length_metrics(pred, med, t, np.arange(3), n_boot=10)
-    # observed pairs: errors pred 2, 10, 0, 5, 20 → 37/5; median 10, 100, 0, 10, 100 → 220/5
-    assert r["pooled"]["mae_pred"]["value"] == pytest.approx(37 / 5)
-    assert r["pooled"]["mae_median"]["value"] == pytest.approx(44.0)
-    assert r["per_target"]["target_0"]["spearman_pred"] == pytest.approx(1.0)
-    assert r["n_pairs"] == 5
 
 
 def test_query_and_realised_costs_by_hand():
