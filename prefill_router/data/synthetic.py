@@ -5,9 +5,10 @@ Every item is a short question with a handful of answer *texts* (scored as cloze
 
     add, sub, mul     arithmetic; operand digits grow with difficulty (mul: 1x1, 2x1, 2x2 digits)
     compare           the k-th smallest / largest of 4 numbers with 1..3 digits sharing leading digits
-    count_letter      occurrences of a letter (>= 3 of them) in 3 / 4 / 5 words
-    count_items       number of words in a list (4-6, 6-9, 9-12 items)
-    letter_pos        first / last / second-to-last letter of a word
+    count_letter      occurrences (1-6, 2-7, 2-8) of a letter in 3 / 4 / 5 words
+    count_items       number of words in a list (3-9, 6-12, 9-15 items)
+    letter_pos        the first / second / third / third-to-last / second-to-last / last letter of a
+                      4 / 5-6 / >= 7-letter word
     reverse           a 3/4/5-letter word spelled backwards
     alpha_order       which of 4 words comes first / second / third / last alphabetically (shared
                       prefixes when harder)
@@ -16,22 +17,35 @@ Every item is a short question with a handful of answer *texts* (scored as cloze
     transitive        extreme of a chain of 3/4/5 comparisons between named people (one option each)
     mmlu              MMLU test questions (4 answer texts) from the shared data directory
 
-No position or order gives the answer away. Options are ordered (numbers by value, weekdays Monday
-first, False < True, other texts alphabetically); per item the answer's rank r in that order is drawn
-uniformly from 0..k-1 *before* the question, and the distractors are r near misses ordered before the
-answer and k-1-r after it (+-1, +-2, +-10, a changed or swapped digit, an operand off by one, a
-neighbouring weekday or letter, a misspelling; farther values only when a side runs out). compare and
-alpha_order ask for the r-th item, so their options are the listed ones. A question whose answer
-leaves too little room on one side (e.g. 1 + 2 with three distractors below) is redrawn, for every
-rank alike. Options are then shuffled, so the answer's position is uniform too; options are never
-duplicated and questions are unique. Generation is deterministic given (n, seed, mix, difficulties).
+Neither the answer's position, its rank, nor the option set's shape gives it away. Options are ordered
+(numbers by value, weekdays Monday first, False < True, other texts alphabetically); per item the answer's
+rank r in that order is drawn uniformly from 0..k-1 first, and the option set is drawn so that its shape
+does not depend on which option is the answer:
+
+- numbers (add, sub, count_letter, count_items; mul on one operand) and weekdays: a translate of a near-miss
+  offset set D (0 and k-1 distinct offsets drawn from +-1, +-2, +-3, and +-10 / +-100 for more digits; off
+  by one most often): options = value - D[r] + D, weekdays mod 7 (D[r] is the r-th smallest offset). The
+  value is uniform over its range (an operand for mul, the day for weekday) and a draw with an option
+  outside that range is redrawn whole, so for every option set each option is equally likely the answer:
+  no function of the options alone (most neighbours, shared last digits, the median, a preference over
+  values or days) beats 1/k. mul changes one operand, so every option is a product of in-range operands.
+- reverse: the options are s[perm] for k near-miss letter rearrangements perm (identity, reversal,
+  rotations, swaps) of a string s chosen so that a uniform one of them is the answer; up to renaming the
+  letters the set is the same whichever option is right.
+- letter_pos: the word's letters at k named positions; the question names the position of the r-th.
+- compare, alpha_order, transitive, boolean: the options are the listed numbers / words / people (or
+  False, True), drawn before the question asks for the r-th, so they carry no trace of the answer.
+
+Options are then shuffled, so the answer's position is uniform too; options are never duplicated and
+questions are unique. Given the question, priors can still help (the last letter of an English word,
+a reversed string that is a word); those are part of the tasks. Generation is deterministic given
+(n, seed, mix, difficulties).
 """
 from __future__ import annotations
 
 import dataclasses
 import gzip
 import json
-import operator
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -85,72 +99,63 @@ def _finish(rng: np.random.Generator, question: str, correct: str, distractors: 
     return MCItem(question, [options[i] for i in order], int(np.flatnonzero(order == 0)[0]), task, difficulty)
 
 
-def _sides(rng: np.random.Generator, rank: int, k: int, below: Sequence[Sequence], above: Sequence[Sequence],
-           ) -> list:
-    """k distractors: `rank` from `below` (candidates ordered before the answer), k - rank from `above`.
-
-    Each side is a list of tiers (near misses first); a tier is drawn in random order and the next tier is
-    used only when it runs out. Raises _Infeasible when a side holds too few distinct candidates.
-    """
-    picked: list = []
-    for tiers, need in ((below, rank), (above, k - rank)):
-        side: list = []
-        for tier in tiers:
-            for i in rng.permutation(len(tier)):
-                if tier[i] not in side and len(side) < need:
-                    side.append(tier[i])
-        if len(side) < need:
-            raise _Infeasible
-        picked += side
-    return picked
+def _offsets(rng: np.random.Generator, k: int, vocab: Mapping[int, float]) -> np.ndarray:
+    """Sorted offset set D, (k,): 0 and k - 1 distinct offsets drawn from `vocab` (offset -> weight)."""
+    if k - 1 > len(vocab):
+        raise _Infeasible
+    keys = np.asarray(list(vocab))
+    weights = np.asarray(list(vocab.values()), dtype=np.float64)
+    return np.sort(np.append(keys[rng.choice(len(keys), size=k - 1, replace=False, p=weights / weights.sum())], 0))
 
 
-def _int_distractors(rng: np.random.Generator, value: int, rank: int, k: int, near: Sequence[int],
-                     far: Sequence[int] = (), low: int = 0) -> list[str]:
-    """Integer near misses: `rank` below `value` (>= low), k - rank above, drawn from the candidate values
-    `near` (tier 1) and `far` (tier 2)."""
-    def side(cands, below):
-        return sorted({c for c in cands if (low <= c < value if below else c > value)})
-    tiers = (near, far)
-    return [str(c) for c in _sides(rng, rank, k, [side(t, True) for t in tiers], [side(t, False) for t in tiers])]
+def _translate(rng: np.random.Generator, value: int, rank: int, k: int, vocab: Mapping[int, float], lo: int,
+               hi: int) -> np.ndarray:
+    """Options value - D[rank] + D (sorted, (k,)), so `value` is the rank-th; _Infeasible unless all in [lo, hi]."""
+    options = value + (d := _offsets(rng, k, vocab)) - d[rank]
+    if options.min() < lo or options.max() > hi:
+        raise _Infeasible
+    return options
 
 
-def _digit_edits(value: int) -> list[int]:
-    """value with one digit changed by +-1 (no new leading zero) or two adjacent digits swapped."""
-    s = str(value)
-    out = []
-    for i, ch in enumerate(s):
-        for d in (int(ch) - 1, int(ch) + 1):
-            if 0 <= d <= 9 and not (i == 0 and d == 0 and len(s) > 1):
-                out.append(int(s[:i] + str(d) + s[i + 1:]))
-        if i + 1 < len(s) and s[i] != s[i + 1] and not (i == 0 and s[1] == "0"):
-            out.append(int(s[:i] + s[i + 1] + s[i] + s[i + 2:]))
-    return out
+def _wrong(options: Sequence, correct) -> list[str]:
+    return [str(o) for o in options if o != correct]
 
 
-def _operand(rng: np.random.Generator, digits: int) -> int:
-    return int(rng.integers(10 ** (digits - 1) if digits > 1 else 1, 10 ** digits))
+_NEAR = {1: 3.0, -1: 3.0, 2: 2.0, -2: 2.0, 3: 1.0, -3: 1.0}  # offset -> weight: off by one most often
+_DIGIT_SLIPS = {1: dict(_NEAR), 2: {**_NEAR, 10: 2.0, -10: 2.0}, 3: {**_NEAR, 10: 2.0, -10: 2.0, 100: 1.0, -100: 1.0}}
+
+
+def _operand_range(digits: int) -> tuple[int, int]:
+    return (1, 9) if digits == 1 else (10 ** (digits - 1), 10 ** digits - 1)
 
 
 def _arith(op: str) -> Callable:
-    symbol, fn = {"add": ("+", operator.add), "sub": ("-", operator.sub), "mul": ("*", operator.mul)}[op]
+    """add / sub: the result is uniform over its range and the options are a translate of near-miss offsets
+    (+-1, +-2, +-3, +-10, +-100 by difficulty) inside that range. mul: one operand (either) takes a translate
+    of near-miss offsets inside its digit range, so every option is a product of in-range operands."""
+    symbol = {"add": "+", "sub": "-", "mul": "*"}[op]
 
     def make(rng, difficulty, rank, k):
         if op == "mul":
-            da, db = ((1, 1), (2, 1), (2, 2))[difficulty - 1]
+            digits = ((1, 1), (2, 1), (2, 2))[difficulty - 1]
+            a, b = (int(rng.integers(lo, hi + 1)) for lo, hi in map(_operand_range, digits))
+            side = int(rng.integers(2))  # which operand the near misses change
+            lo, hi = _operand_range(digits[side])
+            varied = _translate(rng, (a, b)[side], rank, k, _DIGIT_SLIPS[digits[side]], lo, hi)
+            value, options = a * b, varied * (b, a)[side]
         else:
-            da = db = difficulty
-        a, b = _operand(rng, da), _operand(rng, db)
-        if op == "sub" and b > a:
-            a, b = b, a
-        value = fn(a, b)
-        if value < k - 1:  # too small for k - 1 distractors below it; redrawn for every rank alike
-            raise _Infeasible
-        near = [value + d for d in (1, -1, 2, -2, 10, -10)] + _digit_edits(value)
-        if op == "mul":  # one operand off by one
-            near += [value + a, value - a, value + b, value - b]
-        far = [value + d for d in (3, -3, 4, -4, 5, -5, 9, -9, 11, -11, 20, -20)]
-        return f"What is {a} {symbol} {b}?", str(value), _int_distractors(rng, value, rank, k - 1, near, far)
+            lo, hi = _operand_range(difficulty)
+            if op == "add":
+                value = int(rng.integers(2 * lo, 2 * hi + 1))
+                a = int(rng.integers(max(lo, value - hi), min(hi, value - lo) + 1))
+                b = value - a
+                options = _translate(rng, value, rank, k, _DIGIT_SLIPS[difficulty], 2 * lo, 2 * hi)
+            else:
+                value = int(rng.integers(0, hi - lo + 1))
+                b = int(rng.integers(lo, hi - value + 1))
+                a = value + b
+                options = _translate(rng, value, rank, k, _DIGIT_SLIPS[difficulty], 0, hi - lo)
+        return f"What is {a} {symbol} {b}?", str(value), _wrong(options, value)
     return make
 
 
@@ -177,55 +182,87 @@ def _compare(rng, difficulty, rank, k):
 
 
 def _count_letter(rng, difficulty, rank, k):
-    """A letter that occurs >= k - 1 times in 2 + difficulty words (so every rank has room below)."""
-    words = [WORDS[i] for i in rng.choice(len(WORDS), size=difficulty + 2, replace=False)]
-    text = " ".join(words)
-    letters = sorted({c for c in text if c != " " and text.count(c) >= k - 1})
-    if not letters:
-        raise _Infeasible
-    letter = letters[int(rng.integers(len(letters)))]
-    value = text.count(letter)
-    return (f"How many times does the letter '{letter}' appear in '{text}'?", str(value),
-            _int_distractors(rng, value, rank, k - 1, [value + d for d in (1, -1, 2, -2)], [value + 3, value - 3]))
+    """A letter occurring `value` times in 2 + difficulty words, value uniform over a range; options a translate."""
+    lo, hi = {1: (1, 6), 2: (2, 7), 3: (2, 8)}[difficulty]
+    value = int(rng.integers(lo, hi + 1))
+    options = _translate(rng, value, rank, k, _NEAR, lo, hi)
+    for _ in range(_MAX_TRIES):  # words until some letter occurs exactly `value` times
+        text = " ".join(WORDS[i] for i in rng.choice(len(WORDS), size=difficulty + 2, replace=False))
+        letters = sorted({c for c in text if c != " " and text.count(c) == value})
+        if letters:
+            letter = letters[int(rng.integers(len(letters)))]
+            return (f"How many times does the letter '{letter}' appear in '{text}'?", str(value),
+                    _wrong(options, value))
+    raise _Infeasible
+
+
+_LIST_WORDS = [w for w in WORDS if len(w) <= 6]
 
 
 def _count_items(rng, difficulty, rank, k):
-    lo, hi = {1: (4, 6), 2: (6, 9), 3: (9, 12)}[difficulty]
+    """A list of n words, n uniform over a range; options a translate of near-miss offsets inside the range."""
+    lo, hi = {1: (3, 9), 2: (6, 12), 3: (9, 15)}[difficulty]
     n = int(rng.integers(lo, hi + 1))
-    items = [WORDS[i] for i in rng.choice(len(WORDS), size=n, replace=False)]
-    return (f"How many words are in this list: {', '.join(items)}?", str(n),
-            _int_distractors(rng, n, rank, k - 1, [n + d for d in (1, -1, 2, -2)], [n + 3, n - 3], low=1))
+    options = _translate(rng, n, rank, k, _NEAR, lo, hi)
+    items = [_LIST_WORDS[i] for i in rng.choice(len(_LIST_WORDS), size=n, replace=False)]
+    return f"How many words are in this list: {', '.join(items)}?", str(n), _wrong(options, n)
 
 
-_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+# position names in order of preference where two name the same letter of a short word
+_POSITIONS = (("first", 0), ("last", -1), ("second", 1), ("second-to-last", -2), ("third", 2), ("third-to-last", -3))
+_POS_WORDS = {1: [w for w in WORDS if len(w) == 4], 2: [w for w in WORDS if len(w) in (5, 6)],
+              3: [w for w in WORDS if len(w) >= 7]}
 
 
 def _letter_pos(rng, difficulty, rank, k):
-    """Distractors in alphabetical order around the answer: the word's other letters and alphabet neighbours."""
-    pool = [w for w in WORDS if len(w) >= 4]
+    """Options: the word's letters at k distinct named positions (4 / 5-6 / >= 7 letters by difficulty); the
+    question names the position of the rank-th option alphabetically, so no letter is favoured by the set."""
+    pool = _POS_WORDS[difficulty]
     word = pool[int(rng.integers(len(pool)))]
-    which, index = {1: ("first", 0), 2: ("last", -1), 3: ("second-to-last", -2)}[difficulty]
-    correct = word[index]
-    at = _ALPHABET.index(correct)
-    tiers = [set(word) | {_ALPHABET[j] for j in (at - 1, at + 1) if 0 <= j < 26},
-             {_ALPHABET[j] for j in range(at - 3, at + 4) if 0 <= j < 26}, set(_ALPHABET)]
-    below = [sorted(c for c in t if c < correct) for t in tiers]
-    above = [sorted(c for c in t if c > correct) for t in tiers]
-    return f"What is the {which} letter of '{word}'?", correct, _sides(rng, rank, k - 1, below, above)
+    named = {}
+    for name, index in _POSITIONS:
+        named.setdefault(index % len(word), name)
+    if len(named) < k:
+        raise _Infeasible
+    chosen = [list(named)[i] for i in rng.choice(len(named), size=k, replace=False)]
+    letters = sorted(word[i] for i in chosen)
+    if len(set(letters)) < k:
+        raise _Infeasible
+    correct = letters[rank]
+    which = named[next(i for i in chosen if word[i] == correct)]
+    return f"What is the {which} letter of '{word}'?", correct, _wrong(letters, correct)
+
+
+def _letter_moves(n: int) -> list[tuple[int, ...]]:
+    """Near-miss rearrangements of n letters as position maps (option[i] = s[perm[i]]), identity first:
+    reversal, rotations by one, swaps of the first, last, outer and second pair."""
+    ident = list(range(n))
+    swaps = [(0, 1), (n - 2, n - 1), (0, n - 1), (1, 2)]
+    moves = [ident, ident[::-1], ident[1:] + ident[:1], ident[-1:] + ident[:-1]]
+    for i, j in swaps:
+        moved = list(ident)
+        moved[i], moved[j] = moved[j], moved[i]
+        moves.append(moved)
+    return list(dict.fromkeys(map(tuple, moves)))
 
 
 def _reverse(rng, difficulty, rank, k):
-    """Distractors in alphabetical (string) order around the answer: near-miss spellings, then permutations."""
+    """Options s[perm] for a random set of k near-miss rearrangements perm (identity included) of a string s
+    chosen so that the j-th option (j uniform) is the answer: every option is a near miss of the same kind
+    of the others, not of the answer alone. Redrawn unless the answer is the rank-th alphabetically."""
     pool = SHORT_WORDS[difficulty + 2]
     word = pool[int(rng.integers(len(pool)))]
     correct = word[::-1]
-    near = [word, correct[1:] + correct[0], correct[-1] + correct[:-1], correct[1] + correct[0] + correct[2:],
-            correct[:-2] + correct[-1] + correct[-2]]
-    rest = ["".join(rng.permutation(list(word))) for _ in range(20)]
-    tiers = (near, rest)
-    below = [sorted({c for c in t if c < correct}) for t in tiers]
-    above = [sorted({c for c in t if c > correct}) for t in tiers]
-    return f"Spell '{word}' backwards.", correct, _sides(rng, rank, k - 1, below, above)
+    moves = _letter_moves(len(word))
+    if k > len(moves):
+        raise _Infeasible
+    perms = [moves[0]] + [moves[1 + i] for i in rng.choice(len(moves) - 1, size=k - 1, replace=False)]
+    inverse = np.argsort(perms[int(rng.integers(k))])
+    s = [correct[i] for i in inverse]
+    options = sorted("".join(s[i] for i in perm) for perm in perms)
+    if options.index(correct) != rank:
+        raise _Infeasible
+    return f"Spell '{word}' backwards.", correct, _wrong(options, correct)
 
 
 def _alpha_order(rng, difficulty, rank, k):
@@ -258,16 +295,13 @@ def _alpha_order(rng, difficulty, rank, k):
 
 
 def _weekday(rng, difficulty, rank, k):
-    """Ordered Monday..Sunday: the answer has `rank` of the distractor days before it in the week."""
-    value = int(rng.integers(rank, 7 - (k - 1 - rank)))
+    """Options a random translate (mod 7) of near-miss day offsets; the answer is the rank-th from Monday."""
+    days = np.sort((int(rng.integers(7)) + _offsets(rng, k, _NEAR)) % 7)
+    value = int(days[rank])
     n = int(rng.integers(1, {1: 7, 2: 21, 3: 101}[difficulty]))
     start = (value - n) % 7
-
-    def tier(dist, below):
-        return [WEEKDAYS[j] for j in range(7) if abs(j - value) in dist and (j < value if below else j > value)]
-    near, far = (1, 2), (3, 4, 5, 6)
-    distractors = _sides(rng, rank, k - 1, [tier(near, True), tier(far, True)], [tier(near, False), tier(far, False)])
-    return f"Today is {WEEKDAYS[start]}. What day is it in {n} days?", WEEKDAYS[value], distractors
+    return (f"Today is {WEEKDAYS[start]}. What day is it in {n} days?", WEEKDAYS[value],
+            [WEEKDAYS[d] for d in days if d != value])
 
 
 def _boolean_expr(rng, n_ops: int) -> tuple[str, bool]:

@@ -31,7 +31,7 @@ def recompute(item: MCItem) -> str:
         return str(len(re.fullmatch(r"How many words are in this list: (.*)\?", q).group(1).split(", ")))
     if item.task == "letter_pos":
         which, word = re.fullmatch(r"What is the ([\w-]+) letter of '(\w+)'\?", q).groups()
-        return word[{"first": 0, "last": -1, "second-to-last": -2}[which]]
+        return word[{"first": 0, "second": 1, "third": 2, "last": -1, "second-to-last": -2, "third-to-last": -3}[which]]
     if item.task == "reverse":
         return "".join(reversed(re.fullmatch(r"Spell '(\w+)' backwards\.", q).group(1)))
     if item.task == "alpha_order":
@@ -98,6 +98,14 @@ def test_difficulty_per_task_and_errors():
         generate_item("add", 4, np.random.default_rng(0))
     with pytest.raises(ValueError, match="unique questions"):
         generate_items(500, seed=0, mix={"boolean": 1}, difficulties=[1])
+    with pytest.raises(ValueError, match="fewer options"):
+        generate_item("weekday", 1, np.random.default_rng(0), n_options=8)
+    rng = np.random.default_rng(2)
+    for task in FAMILIES:  # other option counts
+        for difficulty in (1, 2, 3):
+            item = generate_item(task, difficulty, rng, n_options=3)
+            assert len(item.options) == synthetic.n_options_of(task, difficulty, 3)
+            assert item.options[item.answer] == recompute(item), item
     with pytest.raises(ValueError, match="duplicate options"):
         MCItem("q", ["a", "a"], 0, "t", 1)
 
@@ -143,15 +151,107 @@ def test_answer_rank_and_position_are_uniform(task):
 
 
 def test_near_misses_lie_on_both_sides():
-    """Arithmetic distractors stay close (most within +-10 or one digit edit) and sit below and above."""
+    """Arithmetic distractors are near misses below and above the answer: add / sub within +-10 of it
+    (nearest) or +-200 (all); mul an operand off by 1..20, the nearest by at most 10."""
     rng = np.random.default_rng(5)
     for task in ("add", "sub", "mul"):
         items = [generate_item(task, 2, rng) for _ in range(300)]
-        below = above = close = 0
+        below = above = 0
         for it in items:
+            a, b = (int(x) for x in re.findall(r"\d+", it.question))
             value = int(it.options[it.answer])
             others = [int(o) for i, o in enumerate(it.options) if i != it.answer]
             below += any(o < value for o in others)
             above += any(o > value for o in others)
-            close += min(abs(o - value) for o in others) <= 10
-        assert below > 200 and above > 200 and close > 290, (task, below, above, close)
+            if task == "mul":  # o = (a + m) * b or a * (b + m): m = (o - value) / b or / a
+                steps = [abs(o - value) // x for o in others for x in (a, b) if (o - value) % x == 0]
+                assert len(steps) >= 3 and min(steps) <= 10 and all(
+                    any((o - value) % x == 0 and 1 <= abs(o - value) // x <= 20 for x in (a, b)) for o in others), it
+            else:
+                assert min(abs(o - value) for o in others) <= 10 and max(abs(o - value) for o in others) <= 200, it
+        assert below > 200 and above > 200, (task, below, above)
+
+
+NUMERIC = ("add", "sub", "mul", "compare", "count_letter", "count_items")
+
+
+def _argmax_credit(scores, answer: int) -> float:
+    """1 / |argmax set| when the answer is in it, else 0: a ties-at-random pick's expected hit."""
+    scores = np.asarray(scores)
+    best = np.flatnonzero(scores == scores.max())
+    return float(answer in best) / len(best)
+
+
+def _position(task: str, option: str) -> int:
+    """Where an option lies on its number line: the value, or the alphabet index of a letter."""
+    return _ALPHABET.index(option) if task == "letter_pos" else int(option)
+
+
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+
+
+def shape_hits(item: MCItem) -> dict[str, float]:
+    """Expected hit of each option-set-only rule on one item (ties at random); 1 / k is chance.
+
+    neighbours: most other options within +-2 (numbers, letters); last_digit: shares its last digit with most
+    others; median: the middle option(s) in the rank order; hamming: (reverse) most others differing in <= 2
+    letters.
+    """
+    opts, ans, k = item.options, item.answer, len(item.options)
+    ranks = sorted(range(k), key=lambda i: order_key(item.task, opts[i]))
+    middle = ranks[(k - 1) // 2:k // 2 + 1]
+    out = {"median": float(ans in middle) / len(middle)}
+    if item.task in NUMERIC or item.task == "letter_pos":
+        pos = [_position(item.task, o) for o in opts]
+        out["neighbours"] = _argmax_credit([sum(abs(p - q) <= 2 for q in pos) for p in pos], ans)
+    if item.task in NUMERIC:
+        out["last_digit"] = _argmax_credit([sum(o[-1] == p[-1] for p in opts) for o in opts], ans)
+    if item.task == "reverse":
+        out["hamming"] = _argmax_credit(
+            [sum(sum(a != b for a, b in zip(o, p)) <= 2 for p in opts) for o in opts], ans)
+    return out
+
+
+def weekday_preference_scores(items) -> np.ndarray:
+    """Accuracy of every fixed preference order over the 7 weekdays (pick the most preferred option), (5040,)."""
+    import itertools
+    orders = np.asarray(list(itertools.permutations(range(7))))  # orders[o] = days, most preferred first
+    pref = np.argsort(orders, axis=1)  # pref[o, day] = the day's place in order o
+    scores = np.zeros(len(orders))
+    for it in items:
+        days = np.asarray([WEEKDAYS.index(o) for o in it.options])
+        scores += days[np.argmin(pref[:, days], axis=1)] == days[it.answer]
+    return scores / len(items)
+
+
+def family_leaks(task: str, per_family: int = 3000, seed: int = 0) -> dict[str, float]:
+    """Mean hit of each option-set-only rule (shape_hits) over per_family items of one family (equal per
+    difficulty) and chance; weekday adds the best of the 5,040 fixed day orders in sample, and the order
+    chosen on one half scored on the other."""
+    rng = np.random.default_rng(seed)
+    items = [generate_item(task, d, rng) for d in (1, 2, 3) for _ in range(per_family // 3)]
+    hits = [shape_hits(it) for it in items]
+    row = {name: float(np.mean([h[name] for h in hits])) for name in hits[0]}
+    row["chance"] = float(np.mean([1 / len(it.options) for it in items]))
+    if task == "weekday":
+        order = rng.permutation(len(items))
+        fit = weekday_preference_scores([items[i] for i in order[::2]])
+        row["best_weekday_order"] = float(weekday_preference_scores(items).max())
+        row["held_out_weekday_order"] = float(weekday_preference_scores([items[i] for i in order[1::2]])[fit.argmax()])
+    return row
+
+
+@pytest.mark.parametrize("task", FAMILIES)
+def test_option_shape_does_not_give_the_answer_away(task):
+    """Over 3,000 items per family (1,000 per difficulty), no rule that sees only the options picks the answer
+    at a rate more than 5 points from chance: the option with most others within +-2, sharing its last digit
+    with most others, the median, the Hamming centre (reverse), and any fixed weekday preference order."""
+    row = family_leaks(task)
+    chance = row.pop("chance")
+    assert row and all(abs(rate - chance) < 0.05 for rate in row.values()), (task, chance, row)
+
+
+if __name__ == "__main__":  # python tests/data/test_data_synthetic.py: the leak table
+    for family in FAMILIES:
+        row = family_leaks(family)
+        print(f"{family:13s}", "  ".join(f"{k}={v:.3f}" for k, v in row.items()))
