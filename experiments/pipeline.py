@@ -62,12 +62,13 @@ def run(config, workdir: pathlib.Path) -> dict:
     operating = None
     if config.routing.operating_val_fraction > 0:  # #14.4: τ reaching the best single chosen on validation rows
         with stages.stage("operating_point", timings):
-            operating = op_stage.operating_point(config, feats, choices, split, stats, predictions["SharedTrunkNet"])
+            test_predictions = {**evaluation.lookups, "SharedTrunkNet": predictions["SharedTrunkNet"]}
+            operating = op_stage.operating_point(config, feats, split, stats, test_predictions)
 
     costs = None
     if config.router.kind == "cross_attention":  # per-query length prediction and reward curves of every router
         with stages.stage("costs_rewards", timings):
-            routers = {**predictions, **stages.task_priors(split)[0]}
+            routers = {**predictions, **evaluation.lookups}
             query = [X] + ([emb] if emb is not None else [])
             costs = ca_stage.costs_and_rewards(config, split, stats, routers, query, heads,
                                                ca_stage.router_name(config.cross_attention.queries[0]))

@@ -16,12 +16,14 @@ ROUTER = "SharedTrunkNet"  # the key of the prefill router in the predictions di
 class Evaluation(NamedTuple):
     """router: evaluate_router result of the prefill router; comparison: compare_routers result;
     routellm: RouteLLM metrics per router (2-target pools, else None); plots: written figure paths;
-    controls: `stages.controls.controls` (task lookups, within-task counts, paired test vs the lookup)."""
+    controls: `stages.controls.controls` (task lookups, within-task counts, paired test vs the lookup);
+    lookups: the task-prior routers' test predictions it scored ({name: P [N_test, K]}, for later stages)."""
     router: dict
     comparison: dict
     routellm: dict | None
     plots: list
     controls: dict | None = None
+    lookups: dict | None = None
 
 
 def evaluate(config, predictions: dict, split: Split, stats: dict, plot_dir: pathlib.Path) -> Evaluation:
@@ -43,7 +45,7 @@ def evaluate(config, predictions: dict, split: Split, stats: dict, plot_dir: pat
     others = {name: report_lib.evaluate_router(P, **args) for name, P in predictions.items() if name != ROUTER}
     if others:
         plot_files += plots_lib.plot_comparison({ROUTER: router_result, **others}, plot_dir)
-    evaluation = Evaluation(router_result, comparison, two_model, plot_files)
+    evaluation = Evaluation(router_result, comparison, two_model, plot_files, lookups=priors)
     return evaluation._replace(controls=controls_lib.controls(split, evaluation, prior_info, ROUTER))
 
 

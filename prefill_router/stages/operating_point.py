@@ -3,16 +3,19 @@ picked on validation rows carved from the training rows, then reported on test (
 expensive target).
 
     validation_rows(train, fraction, seed) -> (fit [n_fit], val [n_val])   seeded split of the training rows
-    operating_point(config, feats, choices, split, stats, P_test) -> dict    metrics.json `operating_point`
+    operating_point(config, feats, split, stats, test_predictions) -> dict  metrics.json `operating_point`
     report_lines(result) -> [lines]    append_report(workdir, result)        report.md section
 
-Out-of-sample validation predictions: the router's blocks and trunk are refitted on the fit rows only (no
-checkpoint) and predict the validation rows; the task lookup is refitted on the fit rows likewise. The
-chosen τ / λ is then applied to the main router's (and the main task lookup's) test predictions, both fitted on
-all training rows. The best single target is the training-rows one (``stats``), as in the evaluation.
+Out-of-sample validation predictions: the router is refitted on the fit rows only (no checkpoint): its layers
+re-chosen by the probe on the fit rows (the main choice saw the validation rows' labels), then its blocks and
+trunk; it predicts the validation rows. The task lookup is refitted on the fit rows likewise. The chosen τ / λ
+is then applied to the main router's and the main task lookup's test predictions (both fitted on all training
+rows; the lookup's as the evaluation stage fitted it). The best single target is the training-rows one
+(``stats``), as in the evaluation.
 """
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import numpy as np
@@ -25,6 +28,7 @@ from prefill_router.evaluation.report import format_ci, markdown_table
 from prefill_router.stages import controls
 from prefill_router.stages.data import Split
 from prefill_router.stages.features import FeatureLookup
+from prefill_router.stages.probe import choose_layers
 from prefill_router.stages.router import block_specs, train_config
 
 ROUTER = "SharedTrunkNet"
@@ -45,28 +49,34 @@ def validation_rows(train: np.ndarray, fraction: float, seed: int) -> tuple[np.n
     return np.sort(train[perm[n_val:]]), np.sort(train[perm[:n_val]])
 
 
-def _validation_predictions(config, feats: dict, choices, split: Split, fit: np.ndarray,
-                            val: np.ndarray) -> dict:
-    """{router name: P [n_val, K]} of the prefill router and the task lookup, both fitted on ``fit`` only."""
+def _validation_predictions(config, feats: dict, split: Split, fit: np.ndarray, val: np.ndarray) -> tuple[dict, list]:
+    """({router name: P [n_val, K]} of the prefill router and the task lookup, the router's [LayerChoice]); every
+    fit (layer choice, blocks, trunk, lookup) sees the ``fit`` rows only."""
     ds = split.ds
+    choices = choose_layers(config, feats, ds, fit)
     _, X = router_lib.build_design(FeatureLookup(feats), block_specs(config, choices), fit)
     ensemble = router_lib.train_ensemble(X[fit], ds.labels[fit], ds.mask[fit], train_config(config),
                                          target_names=ds.targets)
     tasks = np.asarray(ds.tasks)
     prior = task_prior.fit_task_prior(tasks[fit], ds.labels[fit], ds.mask[fit])
-    return {ROUTER: ensemble.predict(X[val]), controls.TASK_LOOKUP: prior.predict(tasks[val])[0]}
+    return {ROUTER: ensemble.predict(X[val]), controls.TASK_LOOKUP: prior.predict(tasks[val])[0]}, choices
 
 
-def operating_point(config, feats: dict, choices, split: Split, stats: dict, P_test: np.ndarray) -> dict:
+def operating_point(config, feats: dict, split: Split, stats: dict, test_predictions: dict) -> dict:
     """Per router (prefill router, task lookup) and rule (``operating.RULES``): τ / λ chosen on validation
     (`evaluation.operating.choose_point`) and its test metrics with bootstrap CIs (`point_metrics`).
-    ``P_test``: the main router's [N_test, K]."""
+    ``test_predictions``: P [N_test, K] of the main router (``ROUTER``) and of the task lookup
+    (``controls.TASK_LOOKUP``, as `stages.controls.task_priors` fitted it), both fitted on all training rows."""
+    missing = sorted({ROUTER, controls.TASK_LOOKUP} - set(test_predictions))
+    if missing:
+        raise ValueError(f"operating_point needs the test predictions of {missing}; pass the main router's and "
+                         "the evaluation's task lookup (Evaluation.lookups)")
     ds, test = split.ds, split.test
     fraction = config.routing.operating_val_fraction
     fit, val = validation_rows(split.train, fraction, config.seed)
     best = ds.targets.index(stats["train"]["best_single"]["target"])
-    val_P = _validation_predictions(config, feats, choices, split, fit, val)
-    test_P = {ROUTER: P_test, controls.TASK_LOOKUP: controls.task_priors(split)[0][controls.TASK_LOOKUP]}
+    val_P, fit_choices = _validation_predictions(config, feats, split, fit, val)
+    test_P = {name: test_predictions[name] for name in val_P}
     routers = {}
     for name, P in val_P.items():
         routers[name] = {}
@@ -77,7 +87,8 @@ def operating_point(config, feats: dict, choices, split: Split, stats: dict, P_t
                 best, rule, n_boot=config.eval.n_boot, seed=config.seed)}
     expensive = int(np.argmax(split.prices_in))
     return {"val_fraction": fraction, "n_fit": int(fit.size), "n_val": int(val.size),
-            "best_single": ds.targets[best], "most_expensive_price": ds.targets[expensive], "routers": routers}
+            "best_single": ds.targets[best], "most_expensive_price": ds.targets[expensive],
+            "fit_layer_choices": [dataclasses.asdict(c) for c in fit_choices], "routers": routers}
 
 
 def report_lines(result: dict) -> list[str]:
@@ -86,8 +97,9 @@ def report_lines(result: dict) -> list[str]:
              "Tolerance rule: cheapest target by input price among p_k ≥ p_max − τ; utility rule: argmax "
              "λ·p_k − (1−λ)·ĉ_k (ĉ = min-max normalised input price). τ (λ) = the cheapest point whose "
              f"accuracy on {result['n_val']} validation rows (held out of the training rows; routers refitted on "
-             f"the other {result['n_fit']}) is ≥ the best single target ({result['best_single']}); if none, the "
-             "most accurate point (reached = no). Test: accuracy and savings vs the most expensive target (price "
+             f"the other {result['n_fit']}, layers re-chosen on them) is ≥ the best single target "
+             f"({result['best_single']}); if none, the most accurate point (reached = no). Test: accuracy and "
+             "savings vs the most expensive target (price "
              f"axis: {result['most_expensive_price']}; per-query axis: the target of highest total $ on test), "
              "95% bootstrap CIs.", ""]
     rows = [["router", "rule", "reached on val", "val acc / best single", "test acc", "test acc − best single",
