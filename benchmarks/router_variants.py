@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +50,7 @@ def fisher_choices(feats: dict, ds, train, pca: int = 64, shrink: float = 1e-3) 
         stack = fs.get(pooling)[:, train].astype(np.float64)
         for layer, x in enumerate(stack):
             x = (x - x.mean(0)) / (x.std(0) + 1e-8)
-            z = x @ np.linalg.svd(x, full_matrices=False)[2][:pca].T
+            z = x @ np.linalg.svd(x, full_matrices=False)[2][:pca].T  # [n, k], k = min(pca, D, n)
             for k, target in enumerate(ds.targets):
                 observed = ds.mask[train, k]
                 y, zk = ds.labels[train, k][observed], z[observed]
@@ -59,7 +58,7 @@ def fisher_choices(feats: dict, ds, train, pca: int = 64, shrink: float = 1e-3) 
                     continue
                 delta = zk[y == 1].mean(0) - zk[y == 0].mean(0)
                 s_w = np.cov(zk.T, bias=True) - y.mean() * (1 - y.mean()) * np.outer(delta, delta)
-                s_w += shrink * np.trace(s_w) / pca * np.eye(pca)
+                s_w += shrink * np.trace(s_w) / z.shape[1] * np.eye(z.shape[1])
                 try:
                     j = float(delta @ np.linalg.solve(s_w, delta))
                 except np.linalg.LinAlgError:  # a constant layer (layer 0's last token is the template's)
@@ -90,24 +89,22 @@ def prior_offsets(ds, train, test, folds: int = 5) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def variant_model(trunk: model_lib.TrunkConfig, rank_weight: float) -> train_lib.SeedModel:
-    """SharedTrunkNet with logits + batch['offset'], and an optional within-row pairwise ranking term."""
+    """The library's trunk (`train.trunk_model`: init, logits, loss) with logits + batch['offset'] and an optional
+    within-row pairwise ranking term added to its loss."""
+    base = train_lib.trunk_model(trunk)
     graphdef = model_lib.graphdef_of(trunk)
 
-    def init(key):
-        return model_lib.init_params(trunk, key)[1]
-
     def loss(params, batch, row_w, dropout_key):
-        z = model_lib.apply(graphdef, params, batch["x"], deterministic=dropout_key is None,
-                            dropout_key=dropout_key) + batch["offset"]
-        m = batch["m"] * row_w[:, None]
-        out = model_lib.masked_bce(z, batch["y"], m)
+        z = train_lib.trunk_logits(graphdef, params, batch, dropout_key) + batch["offset"]
+        out = train_lib.trunk_loss(z, batch, row_w)
         if rank_weight:
+            m = batch["m"] * row_w[:, None]
             pairs = (m * batch["y"])[:, :, None] * (m * (1 - batch["y"]))[:, None, :]  # [B, K, K]: i right, j wrong
             pair_loss = jax.nn.softplus(-(z[:, :, None] - z[:, None, :]))
             out = out + rank_weight * jnp.sum(pairs * pair_loss) / jnp.maximum(jnp.sum(pairs), 1.0)
         return out
 
-    return train_lib.SeedModel(init, loss, f"variant{rank_weight}{json.dumps(trunk.to_json(), sort_keys=True)}")
+    return train_lib.SeedModel(base.init, loss, f"variant{rank_weight}:{base.name}")
 
 
 def fit_predict(config, split, design, offsets, seed: int, rank_weight: float) -> np.ndarray:

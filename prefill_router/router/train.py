@@ -11,7 +11,8 @@ Per seed s (everything derived from ``jax.random.PRNGKey(seed_s)`` -> init / spl
   * after each epoch: validation loss in eval mode over the whole inner validation split; improvement iff
     val < best - min_delta, then best params := params; stop after ``patience`` epochs without improvement
     or at ``max_epochs``; the best params are returned.
-Trunk loss = masked BCE (model.masked_bce): mean over observed (row, target) entries; missing labels add nothing.
+Trunk loss = masked BCE (``trunk_loss`` of ``trunk_logits``, model.masked_bce): mean over observed (row, target)
+entries; missing labels add nothing. A variant builds its SeedModel on these two and adds its own terms.
 
 Program layout: one seed's training is a ``lax.while_loop`` over epochs (``_run_until``: early stopping
 without host round trips). The C·S (feature set, seed) items run one after another INSIDE one jitted
@@ -147,18 +148,28 @@ class SeedModel:
     name: str
 
 
+def trunk_logits(graphdef, params, batch: dict, dropout_key: jax.Array | None) -> jax.Array:
+    """SharedTrunkNet's logits [B, K] of batch['x'] [B, d_in]; train mode (dropout) with a key, eval mode with None."""
+    return model_lib.apply(graphdef, params, batch["x"], deterministic=dropout_key is None, dropout_key=dropout_key)
+
+
+def trunk_loss(logits: jax.Array, batch: dict, row_w: jax.Array) -> jax.Array:
+    """The trunk's training loss: masked BCE (model.masked_bce) of logits [B, K] against batch['y'] [B, K] over the
+    observed entries batch['m'] [B, K], rows weighted by row_w [B] (0 on padding rows)."""
+    return model_lib.masked_bce(logits, batch["y"], batch["m"] * row_w[:, None])
+
+
 @functools.lru_cache(maxsize=32)
 def trunk_model(trunk: model_lib.TrunkConfig) -> SeedModel:
-    """SharedTrunkNet as a SeedModel: data {'x' [N, d_in], 'y' [N, K], 'm' [N, K]}, loss = masked BCE."""
+    """SharedTrunkNet as a SeedModel: data {'x' [N, d_in], 'y' [N, K], 'm' [N, K]}, loss = ``trunk_loss`` of
+    ``trunk_logits``."""
     graphdef = model_lib.graphdef_of(trunk)
 
     def init(key):
         return model_lib.init_params(trunk, key)[1]
 
     def loss(params, batch, row_w, dropout_key):
-        logits = model_lib.apply(graphdef, params, batch["x"], deterministic=dropout_key is None,
-                                 dropout_key=dropout_key)
-        return model_lib.masked_bce(logits, batch["y"], batch["m"] * row_w[:, None])
+        return trunk_loss(trunk_logits(graphdef, params, batch, dropout_key), batch, row_w)
 
     return SeedModel(init, loss, f"SharedTrunkNet{json.dumps(trunk.to_json(), sort_keys=True)}")
 

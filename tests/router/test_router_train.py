@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+from prefill_router.router import model as model_lib
 from prefill_router.router import train
 
 N, D, K = 64, 7, 3
@@ -187,3 +188,21 @@ def test_generic_seed_model():
     assert rep.kept_seeds == tuple(CFG.seeds[i] for i in runs.kept())
     with pytest.raises(ValueError, match="same number of rows"):
         train.train_seeds(model, {**data, "offset": np.zeros(N + 1, np.float32)}, CFG)
+
+
+def test_trunk_loss_by_hand_and_trunk_model_composes_it():
+    """trunk_loss: BCE averaged over observed entries of weighted rows; logits 0 -> log 2, logit 2 on a 1 ->
+    log(1 + e^-2). trunk_model's loss is trunk_loss of trunk_logits (what a variant adds its terms to)."""
+    z = jnp.array([[0.0, 2.0], [0.0, 0.0], [5.0, 5.0]])
+    batch = {"y": jnp.array([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0]]), "m": jnp.array([[1.0, 1.0], [1.0, 0.0], [1, 1]])}
+    row_w = jnp.array([1.0, 1.0, 0.0])  # the last row is padding
+    want = (np.log(2) + np.log1p(np.exp(-2.0)) + np.log(2)) / 3
+    assert float(train.trunk_loss(z, batch, row_w)) == pytest.approx(want, rel=1e-6)
+    trunk = train.TrainConfig(hidden=(8,), dropout=(0.0,)).trunk(D, 2)
+    seed_model = train.trunk_model(trunk)
+    params = seed_model.init(jax.random.PRNGKey(0))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, D)), jnp.float32)
+    logits = train.trunk_logits(model_lib.graphdef_of(trunk), params, {"x": x}, None)
+    assert logits.shape == (3, 2)
+    assert float(seed_model.loss(params, {"x": x, **batch}, row_w, None)) == pytest.approx(
+        float(train.trunk_loss(logits, batch, row_w)))
