@@ -124,18 +124,27 @@ def compare_rewards(routers: Mapping[str, tuple[np.ndarray, np.ndarray]], Y, M, 
     return {"rows": rows_out, "curves": curve_out, "paired": paired, "reference": reference,
             "best_single": {"index": best, "acc": float(model_acc[best]), "cost": float(model_cost[best])},
             "model_points": {"acc": model_acc, "cost": model_cost}, "n_complete": n,
-            "markdown": _markdown(rows_out, paired, reference, forms, digits)}
+            "markdown": _markdown(rows_out, paired, reference, forms, digits, len(idx))}
 
 
-def _markdown(rows, paired, reference, forms, digits) -> str:
-    fmt = lambda m: format_ci(m["value"], m["ci_low"], m["ci_high"], digits)
+OPERATING = ("savings_pct", "operating_acc", "change_pct", "acc_span")  # NaN where best single is not reached
+
+
+def _markdown(rows, paired, reference, forms, digits, n_boot) -> str:
+    """Table of ``rows``; where the curve never reaches best-single accuracy the savings cell reads 'not reached
+    (x/B resamples reach)' and the other operating-point cells '—' (no NaN point estimate beside a CI)."""
+    def fmt(m, metric):
+        if metric in OPERATING and np.isnan(m["value"]):
+            return f"not reached ({n_boot - m['n_nan']}/{n_boot} resamples reach)" if metric == "savings_pct" else "—"
+        return format_ci(m["value"], m["ci_low"], m["ci_high"], digits)
+
     table = [["router", "reward", "AIQ", "P-AUCCC", "savings % at ≥ best single", "acc there",
               "choices changed % (λ/2→2λ)", "Δacc (λ/2→2λ)", f"ΔAIQ vs {reference} (p)"]]
     for name, by_form in rows.items():
         for form in forms:
             r = by_form[form]
-            cells = [name, form] + [fmt(r[m]) for m in ("aiq", "p_auccc", "savings_pct", "operating_acc",
-                                                         "change_pct", "acc_span")]
+            cells = [name, form] + [fmt(r[m], m) for m in ("aiq", "p_auccc", "savings_pct", "operating_acc",
+                                                            "change_pct", "acc_span")]
             if name == reference:
                 cells.append("ref")
             else:

@@ -36,7 +36,11 @@ def test_paired_difference_and_unreachable_best_single():
     assert flat["aiq"]["value"] == pytest.approx(0.5)  # one point at the cheapest model, flat to c_max
     d = out["paired"]["flat"]["linear"]["aiq"]
     assert d["diff"] == pytest.approx(0.5 - 0.875)
-    assert "| flat | exponential |" in out["markdown"]
+    assert "| flat | exponential | 0.500 [" in out["markdown"]
+    # resamples where the cheapest target (flat's only choice) is at least as accurate as target 0
+    reach = sum(Y[i, 1].mean() >= Y[i, 0].mean() for i in rewards.resample_indices(4, 50, 0))
+    assert 0 < reach < 50 and flat["savings_pct"]["n_nan"] == 50 - reach
+    assert f"| not reached ({reach}/50 resamples reach) | — | — | — |" in out["markdown"]  # no NaN point estimate
 
 
 def test_lambda_stability_counts_changed_choices():
