@@ -3,6 +3,7 @@ output-length prediction, and reward routing swept to cost–quality curves.
 
     fit_routers(config, split, workdir, X) -> ({router: P [N_test, K]}, {router: tokens [N, K] | None}, emb | None)
     costs_and_rewards(config, split, stats, predictions, query_features, length_heads, headline_router) -> dict
+    versus_trunk(config, split, stats, predictions) -> {router: {metric: {diff, low, high, p_value}}} | None
     append_report(workdir, result)     the section of report_lines(result) appended to workdir/report.md
 
 Checkpoints: workdir/cross_attention_<query>/ (orbax). Routing decisions use estimated costs only
@@ -21,14 +22,19 @@ from prefill_router import router as router_lib
 from prefill_router.baselines import sentence
 from prefill_router.evaluation import rewards as rewards_lib
 from prefill_router.evaluation.lengths import length_metrics
-from prefill_router.evaluation.report import format_ci, markdown_table
+from prefill_router.evaluation.report import compare_routers, format_ci, markdown_table
 from prefill_router.router import cost_model
 from prefill_router.router import cross_attention as ca
 from prefill_router.stages.data import Split
+from prefill_router.stages.evaluate import ROUTER as TRUNK
+from prefill_router.stages.evaluate import scoring_args
 from prefill_router.stages.router import train_config
 
 KINDS = ("shared_trunk", "cross_attention")  # router.kind: cross_attention adds this stage to the pipeline
 QUERIES = ("prefill", "sentence")
+VERSUS_KEYS = (("router_acc", "router acc"), ("auc_mean", "mean AUC"), ("within_task_auc_mean", "within-task AUC"),
+               ("disagree_router_acc", "acc (disagree zone)"), ("cost_savings_price_pct", "savings % (price)"),
+               ("p_auccc", "P-AUCCC"), ("aiq", "AIQ"))
 ASSUMPTIONS = (
     "query tokens: one token per fitted feature block (per-target scaler+PCA block), a sentence embedding is one "
     "token; each token has its own Linear to the common width W plus a learned block embedding",
@@ -128,13 +134,36 @@ def costs_and_rewards(config, split: Split, stats: dict, predictions: dict, quer
         reference=headline_router if headline_router in routers else None, n_boot=config.eval.n_boot,
         seed=config.seed)
     out["measured_cost_fallback_share"] = fallback
+    out["versus_trunk"] = versus_trunk(config, split, stats, predictions)
     return out
+
+
+def versus_trunk(config, split: Split, stats: dict, predictions: dict) -> dict | None:
+    """Paired bootstrap of each cross-attention router − SharedTrunkNet on the evaluate stage's test metrics
+    (same rows, resamples and seed as its comparison table); None without the trunk or a cross-attention router."""
+    names = [router_name(q) for q in QUERIES if router_name(q) in predictions]
+    if TRUNK not in predictions or not names:
+        return None
+    best = split.ds.targets.index(stats["train"]["best_single"]["target"])
+    cmp = compare_routers({TRUNK: predictions[TRUNK], **{n: predictions[n] for n in names}},
+                          reference=TRUNK, **scoring_args(config, split, best))
+    return {n: {k: cmp["paired"][n][k] for k, _ in VERSUS_KEYS if k in cmp["paired"][n]} for n in names}
 
 
 def report_lines(result: dict) -> list[str]:
     """report.md section: length prediction vs the median, reward curves per router, assumptions."""
     fmt = lambda m: format_ci(m["value"], m["ci_low"], m["ci_high"])
-    lines = ["## Per-query output length vs the per-target median (test rows, 95% bootstrap CIs)", ""]
+    lines = []
+    vs = result.get("versus_trunk")
+    if vs:
+        keys = [(k, label) for k, label in VERSUS_KEYS if any(k in d for d in vs.values())]
+        table = [["router − " + TRUNK] + [label for _, label in keys]]
+        table += [[name] + [f"{format_ci(d[k]['diff'], d[k]['low'], d[k]['high'])} (p={d[k]['p_value']:.3g})"
+                            if k in d else "—" for k, _ in keys] for name, d in vs.items()]
+        lines += [f"## Cross-attention routers vs {TRUNK} (paired bootstrap on the test rows, 95% CI, two-sided p)",
+                  "", "Argmax routing as in the comparison table above (its rows, resamples and seed).", "",
+                  markdown_table(table), ""]
+    lines += ["## Per-query output length vs the per-target median (test rows, 95% bootstrap CIs)", ""]
     if result["lengths"] is None:
         lines += ["No observed output lengths in this dataset: routing uses the per-target median estimate.", ""]
     else:

@@ -49,3 +49,23 @@ def test_unknown_query_kind_is_refused(tmp_path):
     split, x = _split(False)
     with pytest.raises(ValueError, match="cross_attention.queries"):
         ca_stage.fit_routers(config, split, tmp_path, x.astype(np.float32))
+
+
+def test_versus_trunk_is_the_paired_difference_of_argmax_accuracy():
+    config = cfg_mod.get_config("runlocal")
+    config.eval.n_boot = 50
+    split, x = _split(False)
+    stats = {"train": data_lib.dataset_stats(split.ds, split.train)}
+    y = split.ds.labels[split.test]
+    good = np.clip(np.stack([(x[split.test, 0] > 0) * 0.8 + 0.1, np.full(30, 0.5)], 1), 0, 1)
+    cheap = np.stack([np.full(30, 0.9), np.full(30, 0.1)], 1)  # always target 0
+    preds = {"SharedTrunkNet": cheap, ca_stage.router_name("prefill"): good, "other": good}
+    vs = ca_stage.versus_trunk(config, split, stats, preds)
+    assert list(vs) == [ca_stage.router_name("prefill")]  # only cross-attention routers, against the trunk
+    acc = lambda p: y[np.arange(30), p.argmax(1)].mean()
+    d = vs[ca_stage.router_name("prefill")]["router_acc"]
+    assert d["diff"] == pytest.approx(acc(good) - acc(cheap)) and d["low"] <= d["diff"] <= d["high"]
+    assert ca_stage.versus_trunk(config, split, stats, {"SharedTrunkNet": cheap}) is None
+    text = "\n".join(ca_stage.report_lines({**ca_stage.costs_and_rewards(config, split, stats, preds, [x], {},
+                                                                          "other"), "versus_trunk": vs}))
+    assert "Cross-attention routers vs SharedTrunkNet" in text and f"| {ca_stage.router_name('prefill')} |" in text
