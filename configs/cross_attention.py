@@ -12,7 +12,8 @@ only where the data has output lengths: RouteLLM GSM8K responses, RouterBench re
 reward curves of every router (AIQ, P-AUCCC, savings at >= best single, λ-stability, paired tests).
 
 Args: source=gsm8k|llmrouter|routerbench|long (gsm8k = RouteLLM's GSM8K pool; routerbench/long need path=FILE),
-encoders=a+b, queries=prefill+sentence, max_train, max_test (0 = all), seed, runlocal (tiny random encoder
+encoders=a+b, queries=prefill+sentence, max_train, max_test (0 = all), seed, repeats=R (R runs over seeds, the
+cross-attention routers refitted in each: mean and t-interval, stages/repeats.py), runlocal (tiny random encoder
 and sentence encoder, 300/100 prompts, 2 seeds: numbers meaningless).
 """
 from configs import common
@@ -23,11 +24,12 @@ SOURCES = {"gsm8k": ("routellm", "gsm8k"), "llmrouter": ("llmrouter", ""), "rout
 
 def get_config(arg=None):
     a = common.parse_arg(arg, source="gsm8k", path="", encoders=("smollm2_135m",), queries=("prefill", "sentence"),
-                         max_train=0, max_test=0, seed=0, runlocal=False)
+                         max_train=0, max_test=0, seed=0, repeats=1, runlocal=False)
     if a.source not in SOURCES:
         raise ValueError(f"unknown source {a.source!r}; choose one of {', '.join(SOURCES)}")
     c = common.base_config()
     c.seed = a.seed
+    c.repeats = a.repeats
     c.data.source, subset = SOURCES[a.source]
     c.data.subset = subset or c.data.subset
     c.data.path = a.path

@@ -22,6 +22,7 @@ from prefill_router import data as data_lib
 from prefill_router import fileio
 from prefill_router.evaluation import report as report_lib
 from prefill_router.stages import controls as controls_lib
+from prefill_router.stages import cross_attention as ca_stage
 from prefill_router.stages.baselines import baselines
 from prefill_router.stages.data import load_split
 from prefill_router.stages.evaluate import scoring_args
@@ -79,7 +80,8 @@ def _evaluate(config, split, predictions: dict) -> dict:
 
 
 def _fit_predict(config, split, workdir: pathlib.Path, feats: dict, choices) -> dict:
-    """The prefill router and the semantic baselines fitted on ``split``'s training rows: name -> P [N_test, K].
+    """The prefill router (and, for router.kind=cross_attention, the cross-attention routers) and the semantic
+    baselines fitted on ``split``'s training rows: name -> P [N_test, K].
     ``feats``/``choices`` are the main run's, or None when the training rows changed (extract, probe again);
     sentence embeddings come from their cache."""
     if feats is None:
@@ -87,6 +89,8 @@ def _fit_predict(config, split, workdir: pathlib.Path, feats: dict, choices) -> 
         _, choices = probe(config, feats, split.ds, split.train, workdir / "probes")
     ensemble, X = fit_router(config, feats, choices, split, workdir)
     predictions = {"SharedTrunkNet": ensemble.predict(X[split.test])}
+    if config.router.kind == "cross_attention":
+        predictions.update(ca_stage.fit_routers(config, split, workdir, X)[0])
     if config.baselines.semantic or config.baselines.mf:
         predictions.update(baselines(config, split))
     return predictions
