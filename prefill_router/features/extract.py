@@ -174,7 +174,13 @@ class BatchRunner:
 def encoder_runner(model: nnx.Module, mesh: Mesh, dtype, layer_positions: np.ndarray | None,
                     shard_params: bool) -> BatchRunner:
     """BatchRunner of (input_ids, attention_mask) [B, T] -> pooled (last, mean) [L', B, D] float32, with the
-    parameters cast to the compute `dtype`."""
+    parameters cast to the compute `dtype`, which may not be wider than theirs (a bfloat16-loaded encoder
+    cannot give float32 features)."""
+    param_dtype = getattr(model, "dtype", dtype)
+    if jnp.finfo(param_dtype).bits < jnp.finfo(dtype).bits:
+        raise ValueError(f"the encoder's parameters are {jnp.dtype(param_dtype).name}, too narrow for "
+                         f"{jnp.dtype(dtype).name} features; load it with load_encoder(name, "
+                         f"dtype={jnp.dtype(dtype).name!r})")
     graphdef, state = nnx.split(model)
     if getattr(model, "dtype", dtype) != dtype:  # compute dtype: a view sharing the arrays, not a copy
         view = nnx.merge(graphdef, state)

@@ -1,18 +1,23 @@
 """Weight loading and config conversion without torch: round trip through HF names (`to_hf_config` and the
 `hf_tensors_of` fixture, both checked against transformers in test_encoders_parity.py), every-key accounting
 (missing / extra / misshapen tensors named), tied-embedding rules, config whitelists, HF directory reading
-(single, sharded, bf16, truncated, missing files)."""
+(single, sharded, bf16, truncated, missing files); bfloat16 loading (parameters, outputs, one read per tensor),
+head=False, lazy reading."""
+import functools
 import json
 import re
 
+import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
 import safetensors.numpy
+from flax import nnx
 
 from prefill_router.encoders import (FAMILIES, build_model, config_from_hf, load_hf_dir, preset_config, random_model,
-                                     read_safetensors, to_hf_config)
+                                     read_hf_dir, read_safetensors, to_hf_config)
+from prefill_router.encoders.loading import LazyTensors
 
 IDS = np.array([[5, 9, 11, 3, 7, 0], [0, 0, 4, 8, 6, 2]], np.int32)
 MASK = np.array([[1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]], np.int32)
@@ -195,3 +200,72 @@ def test_load_hf_dir_errors(tmp_path, tiny_llama):
         load_hf_dir(tmp_path)
     with pytest.raises(FileNotFoundError):
         read_safetensors(tmp_path / "absent.safetensors")
+
+
+def _counting(tensors: dict, unread: str = "") -> tuple[LazyTensors, dict]:
+    """A LazyTensors over `tensors` and the number of reads per name; reading `unread` fails."""
+    reads = dict.fromkeys(tensors, 0)
+
+    def load(name):
+        if name == unread:
+            raise AssertionError(f"{name} was read")
+        reads[name] += 1
+        return tensors[name]
+    return LazyTensors({name: functools.partial(load, name) for name in tensors}), reads
+
+
+@pytest.mark.parametrize("family,overrides", [("llama", {}), ("qwen2", dict(tie_word_embeddings=False)),
+                                              ("gemma3", {})])
+def test_bf16_load_is_bf16_and_matches_float32(family, overrides, hf_tensors_of):
+    """Loading in bf16 gives bf16 parameters equal to the float32 ones rounded (nearest even, as jnp casts),
+    each source tensor read once, and features within bf16 rounding of the float32 model's."""
+    f32 = random_model(family, seed=4, **overrides)
+    tensors, reads = _counting(hf_tensors_of(f32))
+    bf16 = build_model(to_hf_config(f32.config), tensors, jnp.bfloat16)
+    assert set(reads.values()) == {1}
+    assert bf16.dtype == jnp.bfloat16
+    for got, want in zip(jax.tree.leaves(nnx.state(bf16, nnx.Param)), jax.tree.leaves(nnx.state(f32, nnx.Param))):
+        assert got.dtype == jnp.bfloat16
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want.astype(jnp.bfloat16)))
+    a, b = f32(IDS, MASK), bf16(IDS, MASK)
+    assert b.last.dtype == jnp.float32
+    for x, y in ((a.last, b.last), (a.mean, b.mean)):
+        x, y = np.asarray(x), np.asarray(y)
+        rel = np.linalg.norm(y - x, axis=-1) / np.linalg.norm(x, axis=-1)   # [L+1, B]
+        assert rel.max() < 0.05, rel.max()       # bf16 keeps ~3 significant digits
+        assert rel.max() > 0                     # and it did compute in bf16
+
+
+def test_head_false_leaves_the_untied_head_out_unread(hf_tensors_of):
+    model = random_model("qwen2", seed=2, tie_word_embeddings=False)
+    tensors, _ = _counting(hf_tensors_of(model), unread="lm_head.weight")
+    headless = build_model(to_hf_config(model.config), tensors, head=False)
+    assert headless.lm_head is None and model.lm_head is not None
+    np.testing.assert_array_equal(np.asarray(headless(IDS, MASK).mean), np.asarray(model(IDS, MASK).mean))
+    with pytest.raises(ValueError, match="without its untied LM head"):
+        headless(IDS, MASK, return_logits=True)
+    with pytest.raises(ValueError, match="without its untied LM head"):
+        headless.unembed(jnp.zeros((2, model.config.hidden_size)))
+    tied = random_model("llama", seed=2)   # tied: the embedding is the head, head=False changes nothing
+    again = build_model(to_hf_config(tied.config), hf_tensors_of(tied), head=False)
+    np.testing.assert_array_equal(np.asarray(again(IDS, MASK, return_logits=True).logits),
+                                  np.asarray(tied(IDS, MASK, return_logits=True).logits))
+
+
+def test_load_hf_dir_bf16_reads_lazily(tmp_path, tiny_llama):
+    model, cfg, tensors = tiny_llama
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    safetensors.numpy.save_file(tensors, str(tmp_path / "model.safetensors"))
+    _, lazy = read_hf_dir(tmp_path, lazy=True)
+    assert isinstance(lazy, LazyTensors) and sorted(lazy) == sorted(tensors)
+    np.testing.assert_array_equal(lazy["model.norm.weight"], tensors["model.norm.weight"])
+    loaded = load_hf_dir(tmp_path, jnp.bfloat16)
+    np.testing.assert_array_equal(np.asarray(loaded.blocks.up[...]), np.asarray(model.blocks.up[...].astype(jnp.bfloat16)))
+
+
+def test_bf16_encoder_refuses_float32_features():
+    from prefill_router.features import distributed, extract
+    model = random_model("llama", seed=0, dtype=jnp.bfloat16)
+    with pytest.raises(ValueError, match="too narrow for float32 features"):
+        extract.encoder_runner(model, distributed.local_data_mesh(), jnp.float32, None, False)
+    extract.encoder_runner(model, distributed.local_data_mesh(), jnp.bfloat16, None, False)
