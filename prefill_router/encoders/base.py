@@ -249,7 +249,8 @@ class Encoder(nnx.Module):
     """Decoder-only LLM used as a prompt encoder (see the module docstring for conventions).
     `modeling` is the family's forward (`families.get(config.family).modeling`)."""
 
-    def __init__(self, config: EncoderConfig, modeling: Modeling, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    def __init__(self, config: EncoderConfig, modeling: Modeling, *, rngs: nnx.Rngs, dtype=jnp.float32,
+                 head: bool = True):
         self.config = config
         self.modeling = modeling
         self.dtype = dtype
@@ -257,7 +258,8 @@ class Encoder(nnx.Module):
         self.embed = nnx.Param(_init("normal", rngs.params(), (cfg.vocab_size, cfg.hidden_size), dtype))
         self.blocks = StackedBlocks(cfg, modeling, rngs=rngs, dtype=dtype)
         self.final_norm = nnx.Param(_init(_norm_init(modeling), None, (cfg.hidden_size,), dtype))
-        self.lm_head = None if cfg.tie_word_embeddings else nnx.Param(
+        # head=False leaves out an untied LM head (features never read it); logits then raise
+        self.lm_head = None if cfg.tie_word_embeddings or not head else nnx.Param(
             _init("normal", rngs.params(), (cfg.hidden_size, cfg.vocab_size), dtype))
 
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, *, positions: jax.Array | None = None,
@@ -277,6 +279,8 @@ class Encoder(nnx.Module):
         if t > cfg.max_position_embeddings:
             raise ValueError(f"sequence length {t} exceeds max_position_embeddings="
                              f"{cfg.max_position_embeddings}; truncate the prompts")
+        if return_logits:
+            self._check_head()
         if isinstance(attention_mask, np.ndarray) and not np.all(attention_mask.sum(-1) > 0):  # host data only
             raise ValueError("every row of attention_mask needs at least one real token (mask = 1)")
         params = dict(embed=self.embed[...], blocks=self.blocks.arrays(), final_norm=self.final_norm[...],
@@ -290,8 +294,14 @@ class Encoder(nnx.Module):
     def unembed(self, h: jax.Array) -> jax.Array:
         """Final-normed h [..., D] -> logits [..., V] float32 (tied or untied head, Gemma soft-cap).
         Gather the few positions you need first: V is 262k for Gemma."""
+        self._check_head()
         head = None if self.lm_head is None else self.lm_head[...]
         return unembed(self.config, self.embed[...], head, h.astype(self.dtype))
+
+    def _check_head(self) -> None:
+        if self.lm_head is None and not self.config.tie_word_embeddings:
+            raise ValueError("this encoder was loaded without its untied LM head (head=False), so it has no "
+                             "logits; load it with head=True")
 
     def final_norm_apply(self, h: jax.Array) -> jax.Array:
         """The final RMSNorm on h [..., D] (what transformers' last hidden state holds)."""
@@ -348,13 +358,21 @@ def _forward(params: dict, input_ids: jax.Array, attention_mask: jax.Array, posi
     else:
         allowed_local, rope_local = None, None
 
+    # XLA:CPU turns a bfloat16 scan operand into a float32 copy of the whole stack before the loop (for
+    # Qwen2.5-0.5B 1.4 GB per call); scanning over the 16-bit patterns and bitcasting each layer's slice
+    # back inside the step keeps the blocks in bfloat16 (bitcasts are free, values identical).
+    block_dtypes = jax.tree.map(lambda w: w.dtype, params["blocks"])
+    block_bits = jax.tree.map(lambda w: jax.lax.bitcast_convert_type(w, jnp.uint16) if w.dtype == jnp.bfloat16
+                              else w, params["blocks"])
+
     def step(h, xs):
-        p, is_sliding = xs
+        bits, is_sliding = xs
+        p = jax.tree.map(lambda w, d: jax.lax.bitcast_convert_type(w, d) if w.dtype != d else w, bits, block_dtypes)
         h = block_forward(cfg, modeling, p, h, rope_full, rope_local, allowed_full, allowed_local, is_sliding)
         last, mean = pool(h, last_idx, maskf, count)
         return h, (last, mean, h.astype(jnp.float32) if return_hidden else None)
 
-    h, (lasts, means, hiddens) = jax.lax.scan(step, x, (params["blocks"], jnp.asarray(sliding)))
+    h, (lasts, means, hiddens) = jax.lax.scan(step, x, (block_bits, jnp.asarray(sliding)))
     last0, mean0 = pool(x, last_idx, maskf, count)
     out = dict(last=jnp.concatenate([last0[None], lasts]), mean=jnp.concatenate([mean0[None], means]))
     if return_hidden:

@@ -1,5 +1,5 @@
 """Encoder model behaviour without torch: preset parameter counts (abstract, no allocation), pooling
-conventions, jit-once per shape, functional `encode` under sharding, bf16 compute, input checks."""
+conventions, jit-once per shape, functional `encode` under sharding, bf16 compute (and its scratch memory), input checks."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,6 +75,16 @@ def test_bf16_compute_returns_float32_close_to_float32():
     assert b.last.dtype == jnp.float32 and bf16.blocks.q[...].dtype == jnp.bfloat16
     scale = np.abs(np.asarray(a.mean)).max()
     np.testing.assert_allclose(b.mean, a.mean, atol=0.05 * scale)
+
+
+def test_bf16_forward_holds_no_float32_copy_of_the_blocks():
+    """XLA:CPU converts a bf16 scan operand to float32 whole before the loop; the forward scans over the
+    blocks' 16-bit patterns instead (base._forward), so its scratch memory stays under their float32 size."""
+    model = random_model("llama", seed=0, dtype=jnp.bfloat16, num_layers=4, hidden_size=256, intermediate_size=1024)
+    graphdef, state = nnx.split(model)
+    compiled = jax.jit(encode, static_argnums=0).lower(graphdef, state, IDS, MASK).compile()
+    blocks_f32 = 4 * sum(x.size for x in jax.tree.leaves(nnx.state(model.blocks)))
+    assert compiled.memory_analysis().temp_size_in_bytes < 0.75 * blocks_f32
 
 
 def test_input_checks():
