@@ -43,7 +43,8 @@ class RouterPredictor:
         sources = {s for b in self.bundle.blocks for s in b.sources}
         out = {}
         for name in sorted({s.encoder for s in sources}):
-            enc = registry.load_encoder(name, cache_dir=self.cache_dir)
+            enc = registry.load_encoder(name, cache_dir=self.cache_dir, dtype=extract.get("dtype", "float32"),
+                                        head=False)
             fs = extract_features(enc, list(prompts), store_dir=paths.cache_dir(self.cache_dir) / "features",
                                   batch_tokens=extract.get("batch_tokens"),
                                   max_length=extract.get("max_length", 2048),

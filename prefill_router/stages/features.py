@@ -22,7 +22,7 @@ def extract_all(config, prompts) -> dict:
     """encoder name -> (FeatureSet, number of blocks L), with the default (chat) rendering."""
     out = {}
     for name in config.encoders:
-        enc = registry.load_encoder(name, cache_dir=config.cache_dir or None)
+        enc = registry.load_encoder(name, cache_dir=config.cache_dir or None, dtype=config.extract.dtype, head=False)
         out[name] = (extract(config, enc, prompts, config.extract.template_kwargs.to_dict()),
                      enc.model.config.num_layers)
         del enc

@@ -100,7 +100,7 @@ def transfer_cells(config, ds, train: np.ndarray, test: np.ndarray) -> tuple[dic
     cells, info = {}, {}
     base_kwargs = config.extract.template_kwargs.to_dict()
     for name in config.encoders:
-        enc = registry.load_encoder(name, cache_dir=config.cache_dir or None)
+        enc = registry.load_encoder(name, cache_dir=config.cache_dir or None, dtype=config.extract.dtype, head=False)
         n_layers = int(enc.model.config.num_layers)
         chat_text = enc.tokenizer.render(ds.prompts[0], dict(base_kwargs))
         for tpl in t.templates:
