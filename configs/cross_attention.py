@@ -6,10 +6,14 @@ prediction and linear / exponential reward routing, against SharedTrunkNet and t
     python -m experiments.main --config=configs/cross_attention.py:source=routerbench,path=FILE --workdir=...
     python -m experiments.main --config=configs/cross_attention.py:runlocal --workdir=/tmp/ca_smoke  # smoke test
 
+A RouterBench-layout file without '<model>|total_cost' columns (e.g. the LLMRouter rows written by
+benchmarks/cross_attention_routerbench_layout.py) needs prices: --config.data.prices=PRICES.json.
+
 ``router.kind=cross_attention`` adds to the pipeline: the cross-attention routers (one per query kind in
 ``cross_attention.queries``), the output-length predictor (ridge vs per-target median, chosen on validation;
 only where the data has output lengths: RouteLLM GSM8K responses, RouterBench responses, long format) and the
-reward curves of every router (AIQ, P-AUCCC, savings at >= best single, λ-stability, paired tests).
+reward curves of every router (AIQ, P-AUCCC, savings at >= best single, λ-stability, paired tests); each
+cross-attention router is also tested against SharedTrunkNet (paired bootstrap).
 
 Args: source=gsm8k|llmrouter|routerbench|long (gsm8k = RouteLLM's GSM8K pool; routerbench/long need path=FILE),
 encoders=a+b, queries=prefill+sentence, max_train, max_test (0 = all), seed, repeats=R (R runs over seeds, the
