@@ -6,8 +6,9 @@
 For each encoder: renders and tokenizes every prompt of the pool (data.load_llmrouter: all 6,108 rows) and
 prints how many prompts and tokens lie beyond candidate length caps. Then, for each (encoder, dtype), a child
 process extracts a seeded random sample of `num_prompts` prompts into an empty temporary store (so every
-prompt is computed) and reports tokens/s (compute only), compile seconds and its peak resident memory
-(ru_maxrss). The full-pool time is extrapolated as pool tokens at the cap / sample tokens/s + sample compile
+prompt is computed) and reports tokens/s (compute only), compile seconds, its peak resident memory
+(ru_maxrss) at the end of loading and overall, and the load time. The child loads the encoder as extraction
+does: parameters in that dtype, no untied LM head (`load_encoder(name, dtype=, head=False)`). The full-pool time is extrapolated as pool tokens at the cap / sample tokens/s + sample compile
 time (a random sample has the pool's length mix; attention's n^2 share is included by measuring, not modelled).
 The three-encoder total is compared with the 60-minute target; dtype ratios come from the same script.
 """
@@ -19,6 +20,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 
 from absl import app, flags
 
@@ -52,7 +54,10 @@ def _child(spec: str) -> None:
     prompts = _pool_prompts()
     sample = [prompts[i] for i in _sample(len(prompts))]
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    enc = load_encoder(name)
+    t0 = time.perf_counter()
+    enc = load_encoder(name, dtype=dtype, head=False)
+    load_s = time.perf_counter() - t0
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory() as store:
         fs = extract.extract_features(enc, sample, store_dir=store, batch_tokens=F.batch_tokens,
                                       max_length=F.max_length, dtype=dtype, progress=False)
@@ -60,13 +65,14 @@ def _child(spec: str) -> None:
     print(_MARK + json.dumps({"tokens": s["total_tokens"], "compute_s": s["compute_s"], "compile_s": s["compile_s"],
                               "tokens_per_s": s["tokens_per_s"], "padding_efficiency": s["padding_efficiency"],
                               "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-                              "rss_before_gb": rss_before / 2**20}), flush=True)
+                              "rss_before_gb": rss_before / 2**20, "load_peak_rss_gb": rss_loaded / 2**20,
+                              "load_s": load_s}), flush=True)
 
 
 def _lengths(name: str, prompts: list[str]):
     import numpy as np
     from prefill_router.encoders.registry import load_encoder
-    enc = load_encoder(name)
+    enc = load_encoder(name, dtype="bfloat16", head=False)  # only its tokenizer is used
     ids, _ = enc.tokenizer.encode_batch([enc.tokenizer.render(p, {}) for p in prompts], max_length=None)
     return np.asarray([len(t) for t in ids])
 
@@ -103,7 +109,8 @@ def main(argv):
             base = base or r["tokens_per_s"]
             print(f"  {dtype:8s}: {r['tokens_per_s']:7.0f} tokens/s ({r['tokens']} tokens in {r['compute_s']:.1f}s, "
                   f"+{r['compile_s']:.1f}s compile, padding eff {r['padding_efficiency']:.3f}), peak RSS "
-                  f"{r['peak_rss_gb']:.2f} GB -> full pool ~{est_min:.1f} min; ratio vs {F.dtypes[0]} "
+                  f"{r['peak_rss_gb']:.2f} GB ({r['load_peak_rss_gb']:.2f} GB by the end of the {r['load_s']:.0f}s "
+                  f"load) -> full pool ~{est_min:.1f} min; ratio vs {F.dtypes[0]} "
                   f"{r['tokens_per_s'] / base:.2f}x")
     for dtype, minutes in total_min.items():
         print(f"TOTAL {dtype}: {', '.join(F.encoders)} ~{minutes:.1f} min for the full pool (target <= 60)")

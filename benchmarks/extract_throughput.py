@@ -1,18 +1,23 @@
 """Prefill feature extraction throughput: ours vs HF transformers (PyTorch) on the same prompts, one process.
 
     python benchmarks/extract_throughput.py [--num_prompts=256] [--encoder=smollm2_135m] [--dtypes=float32,bfloat16]
+                                            [--hf_dtypes=float32,bfloat16]
     python benchmarks/extract_throughput.py --mfu --peak_tflops=989   # on an accelerator (see --mfu)
 
 Measures, on the first `num_prompts` questions of llmrouter_dcrouter/train.json.gz rendered with the
 encoder's chat template (identical token ids for every contender):
-  * ours: `extract_features` (jit, length-bucketed) in each of `dtypes` (bfloat16 = bf16 weights and stream,
-    fp32 accumulation in every product); tokens/s without and with compile time; for each dtype after the
-    first, the speed ratio and the features' relative error against the first (per layer, median over prompts);
-  * HF (a): naive batching, fixed batch `hf_batch` in the original order, right-padded to the batch max;
-  * HF (b): the same length-bucketed batches as ours;
+  * ours: `extract_features` (jit, length-bucketed) in each of `dtypes`, the encoder loaded as the pipeline
+    loads it (`load_encoder(name, dtype=, head=False)`: bfloat16 = bf16 weights and stream, fp32 accumulation
+    in every product); tokens/s without and with compile time; for each dtype after the first, the speed
+    ratio and the features' relative error against the first (per layer, median over prompts);
+  * HF transformers (PyTorch) in each of `hf_dtypes` (float32 is what a user runs on CPU by default; bfloat16
+    where torch runs it on this CPU, else a note), each with
+    (a) naive batching, fixed batch `hf_batch` in the original order, right-padded to the batch max, and
+    (b) the same length-bucketed batches as ours;
   * a jnp fp32 matmul probe as the machine's FLOP/s peak: the best of square n^3 products (n in `matmul_n`)
     and the encoder's own widest product [batch_tokens, D] x [D, F].
 Both HF variants run `output_hidden_states=True, use_cache=False` and pool last/mean per layer in fp32.
+Every ours / HF ratio is printed (RATIO lines); the target is ours / HF float32 naive >= 2.
 
 --mfu (instead of the above): model FLOPs utilisation of a random-init `mfu_preset` model (default the
 Qwen2.5-0.5B shape) in bf16 on JAX's default device: fixed [mfu_batch, mfu_length] batches of random tokens
@@ -43,6 +48,9 @@ flags.DEFINE_integer("max_length", 2048, "truncation length")
 flags.DEFINE_list("matmul_n", ["1024", "2048", "4096"], "square matmul probe sizes (the best one counts)")
 flags.DEFINE_integer("parity_prompts", 4, "prompts on which ours is compared with HF (max abs diff)")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "compute dtypes of ours; the first is compared with HF")
+flags.DEFINE_list("hf_dtypes", ["float32", "bfloat16"], "torch dtypes of the HF contenders (skipped with a note "
+                  "where torch cannot run one on this CPU)")
+flags.DEFINE_list("hf_variants", ["naive", "bucketed"], "HF batchings to time: naive (a) and/or bucketed (b)")
 flags.DEFINE_bool("mfu", False, "measure model FLOPs utilisation on the default device instead (see above)")
 flags.DEFINE_string("mfu_preset", "qwen25_05b", "encoder preset whose shape the random model takes")
 flags.DEFINE_float("peak_tflops", 0.0, "--mfu: the device's dense bf16 peak in TFLOP/s")
@@ -58,11 +66,12 @@ def _prompts(n: int) -> list[str]:
     return [r["question"] for r in rows[:n]]
 
 
-def _load(name: str):
-    """(enc, hf_dir, hf_gguf_file): our encoder and where HF loads the same weights from."""
+def _load(name: str, dtype: str):
+    """(enc, hf_dir, hf_gguf_file): our encoder as extraction loads it (parameters in `dtype`, no untied LM head)
+    and where HF loads the same weights from."""
     from prefill_router import assets
     from prefill_router.encoders.registry import load_encoder
-    enc = load_encoder(name)
+    enc = load_encoder(name, dtype=dtype, head=False)
     src = assets.resolve(enc.spec.weights)
     return enc, str(src.parent if src.is_file() else src), (src.name if src.is_file() else None)
 
@@ -152,6 +161,23 @@ def _mfu() -> None:
           f"(target >= 40%)")
 
 
+def _hf_contender(hf_dir, hf_file, dtype: str, ids_list, batchings: dict, pad, num_layers):
+    """HF in `dtype` over each of `batchings` {variant: batches}: ({variant: seconds}, last, mean of the last
+    variant), or the error text when torch cannot run that dtype here."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    try:
+        hf = AutoModelForCausalLM.from_pretrained(hf_dir, gguf_file=hf_file, dtype=getattr(torch, dtype))
+        hf.eval()
+        _hf_run(hf, ids_list, next(iter(batchings.values()))[:1], pad, num_layers)  # warm-up
+    except (RuntimeError, TypeError) as e:  # an unsupported dtype/kernel on this CPU
+        return f"{type(e).__name__}: {e}"
+    seconds = {}
+    for variant, batches in batchings.items():
+        last, mean, seconds[variant] = _hf_run(hf, ids_list, batches, pad, num_layers)
+    return seconds, last, mean
+
+
 def main(argv):
     del argv
     if F.mfu:
@@ -159,30 +185,30 @@ def main(argv):
     import jax
     import numpy as np
     import torch
-    from transformers import AutoModelForCausalLM
     from prefill_router.features import bucketing, extract
 
     cores = os.cpu_count()
     torch.set_num_threads(cores)
     logging.set_verbosity(logging.WARNING)
-    enc, hf_dir, hf_file = _load(F.encoder)
-    cfg = enc.model.config
     prompts = _prompts(F.num_prompts)
-    texts = [enc.tokenizer.render(p, {}) for p in prompts]
-    ids_list, _ = enc.tokenizer.encode_batch(texts, max_length=F.max_length)
-    lengths = np.asarray([len(t) for t in ids_list])
-    n_tok = int(lengths.sum())
-    print(f"{len(prompts)} prompts, {n_tok} tokens (mean {lengths.mean():.1f}, max {lengths.max()}), "
-          f"{cores} cores, jax devices {jax.devices()}")
 
-    # ---- ours, in each dtype
+    # ---- ours, in each dtype, loaded as the pipeline loads it (parameters in that dtype, no untied LM head)
     ours = {}
     for dtype in F.dtypes:
+        enc, hf_dir, hf_file = _load(F.encoder, dtype)
+        if not ours:
+            cfg, tokenizer, p_ne = enc.model.config, enc.tokenizer, _non_embedding_params(enc.model)
+            ids_list, _ = tokenizer.encode_batch([tokenizer.render(p, {}) for p in prompts], max_length=F.max_length)
+            lengths = np.asarray([len(t) for t in ids_list])
+            n_tok = int(lengths.sum())
+            print(f"{len(prompts)} prompts, {n_tok} tokens (mean {lengths.mean():.1f}, max {lengths.max()}), "
+                  f"{cores} cores, jax devices {jax.devices()}")
         with tempfile.TemporaryDirectory() as store:
             fs = extract.extract_features(enc, prompts, store_dir=store, batch_tokens=F.batch_tokens,
                                           max_length=F.max_length, dtype=dtype, progress=False)
             ours[dtype] = (fs.stats, fs.get("last"), fs.get("mean"))
-        st = fs.stats
+        del enc, fs   # one encoder in memory at a time
+        st = ours[dtype][0]
         with_compile = n_tok / (st["compute_s"] + st["compile_s"])
         print(f"ours {dtype}: {st['tokens_per_s']:.0f} tokens/s ({st['compute_s']:.1f}s, compile "
               f"{st['compile_s']:.1f}s excluded; {with_compile:.0f} tokens/s with it), padding efficiency "
@@ -198,33 +224,40 @@ def main(argv):
               f"prompts): last {errs['last'].min():.4f}..{errs['last'].max():.4f}, mean "
               f"{errs['mean'].min():.4f}..{errs['mean'].max():.4f}")
 
-    # ---- HF transformers
-    hf = AutoModelForCausalLM.from_pretrained(hf_dir, gguf_file=hf_file, dtype=torch.float32)
-    hf.eval()
-    pad = enc.tokenizer.pad_id
+    # ---- HF transformers (PyTorch) in each of hf_dtypes
+    pad = tokenizer.pad_id
     naive = [(list(range(i, min(i + F.hf_batch, len(prompts)))), min(F.hf_batch, len(prompts) - i),
               int(lengths[i:i + F.hf_batch].max())) for i in range(0, len(prompts), F.hf_batch)]
     plan = bucketing.plan_batches(lengths, batch_tokens=F.batch_tokens, max_length=F.max_length)
     bucketed = [(b.indices.tolist(), b.batch_size, b.length) for b in plan.batches]
-    _hf_run(hf, ids_list, naive[:1], pad, cfg.num_layers)  # warm-up
-    _, _, t_naive = _hf_run(hf, ids_list, naive, pad, cfg.num_layers)
-    hf_last, hf_mean, t_bucket = _hf_run(hf, ids_list, bucketed, pad, cfg.num_layers)
-    naive_tps, bucket_tps = n_tok / t_naive, n_tok / t_bucket
     naive_eff = n_tok / sum(b * t for _, b, t in naive)
-    print(f"HF (a) naive batch {F.hf_batch}: {naive_tps:.0f} tokens/s ({t_naive:.1f}s, padding eff {naive_eff:.3f})")
-    print(f"HF (b) bucketed like ours: {bucket_tps:.0f} tokens/s ({t_bucket:.1f}s)")
-    k = min(F.parity_prompts, len(prompts))
-    layers = slice(0, cfg.num_layers)  # HF's last entry is after the final norm; ours is before
-    diff = max(np.abs(ours_last[layers, :k] - hf_last[layers, :k]).max(),
-               np.abs(ours_mean[layers, :k] - hf_mean[layers, :k]).max())
-    scale = np.abs(hf_mean[layers, :k]).max()
-    print(f"parity ours vs HF on {k} prompts, layers 0..{cfg.num_layers - 1}: max abs diff {diff:.2e} "
-          f"(max |h| {scale:.2e})")
+    batchings = {v: {"naive": naive, "bucketed": bucketed}[v] for v in F.hf_variants}
+    hf_tps = {}   # (hf dtype, 'naive' | 'bucketed') -> tokens/s
+    for hdt in F.hf_dtypes:
+        run = _hf_contender(hf_dir, hf_file, hdt, ids_list, batchings, pad, cfg.num_layers)
+        if isinstance(run, str):
+            print(f"HF {hdt}: not run on this CPU ({run})")
+            continue
+        seconds, hf_last, hf_mean = run
+        for variant, sec in seconds.items():
+            hf_tps[hdt, variant] = n_tok / sec
+            how = (f"(a) naive batch {F.hf_batch}, padding eff {naive_eff:.3f}" if variant == "naive"
+                   else "(b) bucketed like ours")
+            print(f"HF {hdt} {how}: {n_tok / sec:.0f} tokens/s ({sec:.1f}s)")
+        k = min(F.parity_prompts, len(prompts))
+        layers = slice(0, cfg.num_layers)  # HF's last entry is after the final norm; ours is before
+        ref_dtype = ref if hdt == "float32" or hdt not in ours else hdt
+        o_last, o_mean = ours[ref_dtype][1], ours[ref_dtype][2]
+        diff = max(np.abs(o_last[layers, :k] - hf_last[layers, :k]).max(),
+                   np.abs(o_mean[layers, :k] - hf_mean[layers, :k]).max())
+        scale = np.abs(hf_mean[layers, :k]).max()
+        print(f"parity ours {ref_dtype} vs HF {hdt} on {k} prompts, layers 0..{cfg.num_layers - 1}: max abs diff "
+              f"{diff:.2e} (max |h| {scale:.2e})")
 
     # ---- FLOP/s
     shapes = [(int(n), int(n), int(n)) for n in F.matmul_n] + [(F.batch_tokens, cfg.hidden_size,
                                                                     cfg.intermediate_size)]
-    flops = _flops(cfg, _non_embedding_params(enc.model), lengths)
+    flops = _flops(cfg, p_ne, lengths)
     for dtype in F.dtypes:
         probes = {shape: _matmul_flops(*shape, dtype) for shape in shapes}
         peak = max(probes.values())
@@ -237,10 +270,11 @@ def main(argv):
     for dtype in F.dtypes:
         st = ours[dtype][0]
         tps, with_compile = st["tokens_per_s"], n_tok / (st["compute_s"] + st["compile_s"])
-        print(f"RATIOS {dtype}: ours / HF naive = {tps / naive_tps:.2f}x (target >= 2), ours / HF bucketed = "
-              f"{tps / bucket_tps:.2f}x (target >= 1.0); with compile time counted: {with_compile / naive_tps:.2f}x "
-              f"and {with_compile / bucket_tps:.2f}x")
-    print("(HF runs fp32, its CPU default; compilation is paid once per shape and amortised over larger runs)")
+        for (hdt, variant), peer in hf_tps.items():
+            target = " (target >= 2)" if (hdt, variant) == ("float32", "naive") else ""
+            print(f"RATIO ours {dtype} / HF {hdt} {variant} = {tps / peer:.2f}x{target}; with compile time "
+                  f"counted: {with_compile / peer:.2f}x")
+    print("(HF float32 is its CPU default; compilation is paid once per shape and amortised over larger runs)")
 
 
 if __name__ == "__main__":
