@@ -15,9 +15,9 @@ Args (`:key=value,...`):
   runlocal      tiny random encoder and targets, 48 items, 2 seeds: the CI smoke test (numbers meaningless);
                 explicit args still win (`runlocal,items=20`).
   items=N       number of generated items (default 1200).
-  mix=M         uniform (default: every family and level alike) | local_targets (hand-picked cells for the
-                three targets, chosen on seed 0's labels under the earlier distractors: optimistic;
-                `python -m prefill_router.labels.tune_mix --item_seed=1` re-derives it on a disjoint seed).
+  mix=M         uniform (default: every family and level alike) | local_targets (the (family, difficulty) cells
+                where some local target is above chance + 0.2, chosen on item seed 1's labels by
+                `python -m prefill_router.labels.tune_mix --item_seed=1`; evaluated on item seed 0).
   encoders=a+b  encoder registry names (default smollm2_135m).
   source=S      collect (default) | llmrouter | routellm | routerbench | long (then set --config.data.path).
   seed=S        split / training seed.

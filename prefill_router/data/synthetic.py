@@ -353,14 +353,15 @@ _FAMILIES: dict[str, Callable[[np.random.Generator, int, int, int], tuple[str, s
 _MAX_TRIES = 1000
 TASK_FAMILIES = tuple(_FAMILIES) + ("mmlu",)
 DEFAULT_MIX: dict[str, float] = {name: 1.0 for name in _FAMILIES}
-# Not the default. Chosen by hand for SmolLM2-135M-Instruct, Gemma-3-270M and Qwen2.5-Coder-0.5B-Instruct on the
-# labels of the evaluated item seed (0) under the earlier, rank-biased distractors, so results with it are optimistic.
-# `python -m prefill_router.labels.tune_mix --item_seed=1` derives a replacement on a disjoint seed (paste its output).
-LOCAL_TARGETS_MIX: dict[str, float] = dict(mul=3.0, count_letter=3.5, letter_pos=1.0, add=1.0, compare=0.5,
-                                           count_items=0.5, sub=0.5)
-LOCAL_TARGETS_DIFFICULTIES: dict[str, tuple[int, ...]] = dict(
-        mul=(1, 2, 3), count_letter=(1, 1, 1, 2, 2, 3, 3), letter_pos=(1,), add=(1,), compare=(2,),
-        count_items=(1,), sub=(1,))
+# Not the default. Derived for SmolLM2-135M-Instruct, Gemma-3-270M and Qwen2.5-Coder-0.5B-Instruct on the labels of a
+# tuning item seed (1) disjoint from the evaluated one (0), by `python -m prefill_router.labels.tune_mix --item_seed=1
+# --items=1200` (rule: keep a (family, difficulty) cell iff some target reaches chance + 0.2 on >= 15 items; kept
+# cells equally likely), run 2026-12-02 on the current generator.
+LOCAL_TARGETS_MIX: dict[str, float] = {"add": 3.0, "compare": 3.0, "count_items": 1.0, "mul": 3.0, "sub": 3.0,
+                                       "transitive": 1.0}
+LOCAL_TARGETS_DIFFICULTIES: dict[str, tuple[int, ...]] = {
+        "add": (1, 2, 3), "compare": (1, 2, 3), "count_items": (1,), "mul": (1, 2, 3), "sub": (1, 2, 3),
+        "transitive": (1,)}
 MIXES = {"uniform": (DEFAULT_MIX, (1, 2, 3)), "local_targets": (LOCAL_TARGETS_MIX, LOCAL_TARGETS_DIFFICULTIES)}
 
 
