@@ -1,8 +1,14 @@
-"""Baselines stage: semantic kNN and MLP on sentence embeddings, and matrix factorisation."""
+"""Baselines stage: semantic kNN and MLP on sentence embeddings, and matrix factorisation.
+
+The test predictions are a stage product (`stages.cache`): keyed by the embeddings, labels, mask, train/test
+rows, target names, ``config.baselines``, the trunk's training settings and the seed, a rerun on the same
+inputs reads them instead of refitting.
+"""
 from absl import logging
 
 from prefill_router import router as router_lib
 from prefill_router.baselines import knn, mf, sentence
+from prefill_router.stages import cache
 from prefill_router.stages.data import Split
 from prefill_router.stages.router import train_config
 
@@ -11,6 +17,13 @@ def baselines(config, split: Split) -> dict:
     """Fitted on training rows: router name -> P [N_test, K] on the test rows."""
     ds, train, test = split.ds, split.train, split.test
     emb = sentence.embed_prompts(config.baselines.sentence_encoder, ds.prompts, config.cache_dir or None)
+    key = cache.content_key("baselines", emb, ds.labels, ds.mask, train, test, list(ds.targets), config.baselines,
+                            train_config(config).to_json(), config.seed)
+    return cache.cached_arrays("baselines", key, lambda: _fit_predict(config, ds, train, test, emb),
+                               config.cache_dir or None)
+
+
+def _fit_predict(config, ds, train, test, emb) -> dict:
     y, m = ds.labels, ds.mask
     out = {}
     if config.baselines.semantic:

@@ -2,12 +2,16 @@
 
     probe(config, feats, ds, train_rows, outdir) -> (ProbeTable, [LayerChoice])   table and heat maps in outdir
     choose_layers(config, feats, ds, rows) -> [LayerChoice]   the same choice from ``rows`` alone, nothing written
+
+The table is a stage product (`stages.cache`): keyed by the probed feature arrays, labels and mask of the
+rows, the ProbeConfig, target names and layer ids, a rerun on the same inputs reads it instead of probing.
 """
 import pathlib
 
 from absl import logging
 
 from prefill_router import probes as probes_lib
+from prefill_router.stages import cache
 from prefill_router.stages.base import typed
 
 
@@ -28,8 +32,12 @@ def probe_table(config, feats: dict, ds, rows, *, cv_auc: bool | None = None):
                 for name, (fs, _) in feats.items() for pooling in pc.poolings}
     layer_ids = {(name, pooling): fs.layers.tolist() for name, (fs, _) in feats.items() for pooling in pc.poolings}
     n_layers = {name: n for name, (_, n) in feats.items()}
-    return probes_lib.run_probes(features, ds.labels[rows], ds.mask[rows], cfg, targets=ds.targets,
-                                 layer_ids=layer_ids, n_layers=n_layers)
+    labels, mask = ds.labels[rows], ds.mask[rows]
+    key = cache.content_key("probe_table", cfg, features, labels, mask, list(ds.targets), layer_ids, n_layers)
+    text = cache.cached_text("probe_table", key, lambda: probes_lib.run_probes(
+            features, labels, mask, cfg, targets=ds.targets, layer_ids=layer_ids, n_layers=n_layers).to_json(),
+                             config.cache_dir or None)
+    return probes_lib.ProbeTable.from_json(text)
 
 
 def probe(config, feats: dict, ds, train_rows, outdir: pathlib.Path):
