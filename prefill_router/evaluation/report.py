@@ -216,7 +216,7 @@ _BASELINE_KEYS = ("oracle_acc", "best_single_acc", "random_acc", "cheapest_acc",
 def evaluate_router(P, Y, M, costs, prices_in, target_names=None, *, tolerances=None, lambdas=None,
                     n_boot: int = 1000, seed: int = 0, best_single_index: int | None = None,
                     operating_tolerance: float | None = 0.2, n_bins: int = 15, alpha: float = 0.05,
-                    tasks=None) -> dict:
+                    tasks=None, headline: dict | None = None) -> dict:
     """Full headline metrics of one router's predictions, each with a percentile bootstrap CI.
 
     Args:
@@ -229,6 +229,9 @@ def evaluate_router(P, Y, M, costs, prices_in, target_names=None, *, tolerances=
       operating_tolerance: τ of the reported tolerance operating point (toolkit default 0.2), or None.
       tasks: N task names: adds within-task AUC (headline ``within_task_auc_mean``, ``per_target[.]
         ['within_task_auc']``, task counts under ``within_task``); None leaves it out.
+      headline: this router's bootstrap headline already computed with the same arguments and default grids,
+        i.e. ``compare_routers(...)['rows'][name]`` (same rows, resamples and statistics): reused instead of
+        bootstrapping again; ValueError if its point estimates are not this router's.
     Returns a dict: ``headline`` {metric: {value, ci_low, ci_high, n_nan}}, ``per_target`` {name: {...}},
       ``curves`` (tolerance/λ curves and model points per axis), ``diagnostics`` (zones, near-misses, win
       rates, unique-solver recall, choice distribution), ``calibration`` (reliability data), ``counts``,
@@ -239,7 +242,15 @@ def evaluate_router(P, Y, M, costs, prices_in, target_names=None, *, tolerances=
     P, _, _, _, _ = metrics.check_inputs(P, s.Y, s.M)
     logging.info("evaluate_router: N=%d (complete %d), K=%d, n_boot=%d", s.N, int(s.complete.sum()), s.K, n_boot)
     ctx = _prob_context(s, P)
-    head, _, _ = _bootstrap_dict(lambda r: _prob_stats(s, r, ctx), s.N, n_boot, seed, alpha)
+    if headline is None:
+        head, _, _ = _bootstrap_dict(lambda r: _prob_stats(s, r, ctx), s.N, n_boot, seed, alpha)
+    else:
+        full = _prob_stats(s, np.arange(s.N), ctx)
+        if list(full) != list(headline) or any(
+                not np.array_equal(float(full[k]), headline[k]["value"], equal_nan=True) for k in full):
+            raise ValueError("evaluate_router got a headline computed from other predictions or settings; pass "
+                             "compare_routers(...)['rows'][name] of the same P, rows and arguments, or none.")
+        head = {k: dict(v) for k, v in headline.items()}
     gap_degenerate = bool(np.isnan(head["gap_captured_pct"]["value"]))
 
     all_rows = np.arange(s.N)

@@ -37,12 +37,14 @@ def evaluate(config, predictions: dict, split: Split, stats: dict, plot_dir: pat
     predictions = {**predictions, **priors}
     best_single = ds.targets.index(stats["train"]["best_single"]["target"])
     args = scoring_args(config, split, best_single)
-    router_result = report_lib.evaluate_router(predictions[ROUTER], **args)
     comparison = report_lib.compare_routers(predictions, reference=controls_lib.TASK_LOOKUP, **args)
+    rows = comparison["rows"]  # every router's bootstrap headline on the shared resamples: not bootstrapped again
+    router_result = report_lib.evaluate_router(predictions[ROUTER], **args, headline=rows[ROUTER])
     two_model = (routellm_metrics(predictions, ds.labels[test], ds.mask[test], split.prices_in, config)
                  if ds.num_targets == 2 else None)
     plot_files = plots_lib.plot_result(router_result, plot_dir)
-    others = {name: report_lib.evaluate_router(P, **args) for name, P in predictions.items() if name != ROUTER}
+    others = {name: report_lib.evaluate_router(P, **args, headline=rows[name])
+              for name, P in predictions.items() if name != ROUTER}
     if others:
         plot_files += plots_lib.plot_comparison({ROUTER: router_result, **others}, plot_dir)
     evaluation = Evaluation(router_result, comparison, two_model, plot_files, lookups=priors)
