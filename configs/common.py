@@ -105,7 +105,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.router = ml_collections.ConfigDict()
     c.router.layout = "per_target"  # per_target | shared
     c.router.pca_dim = 100          # per-target block PCA dims
-    c.router.layers_per_target = 1  # k: each target's block concatenates its top-k probe cells (#14.3d; 1 = paper)
     c.router.hidden = (256, 128)
     c.router.dropout = (0.3, 0.2)
     c.router.learning_rate = 1e-3

@@ -2,9 +2,6 @@
 
     probe(config, feats, ds, train_rows, outdir) -> (ProbeTable, [LayerChoice])   table and heat maps in outdir
     choose_layers(config, feats, ds, rows) -> [LayerChoice]   the same choice from ``rows`` alone, nothing written
-    ranked_choices(table, criterion, k) -> [LayerChoice]   each target's k best distinct cells, best first
-
-The choice lists hold ``router.layers_per_target`` = k entries per target (k = 1: the argmax), in target order.
 
 The table is a stage product (`stages.cache`): keyed by the probed feature arrays, labels and mask of the
 rows, the ProbeConfig, target names and layer ids, a rerun on the same inputs reads it instead of probing.
@@ -45,10 +42,9 @@ def probe_table(config, feats: dict, ds, rows, *, cv_auc: bool | None = None):
 
 def probe(config, feats: dict, ds, train_rows, outdir: pathlib.Path):
     """(ProbeTable, per-target LayerChoice list by ``probe.criterion``); table and heat maps in ``outdir``."""
-    k = layers_per_target(config)
     table = probe_table(config, feats, ds, train_rows)
     probes_lib.write_report(table, outdir)
-    choices = ranked_choices(table, config.probe.criterion, k)
+    choices = probes_lib.select_layers(table, config.probe.criterion)
     for c in choices:
         logging.info("target %-34s -> %s layer %d (%s pooling), %s = %.4g", c.target, c.encoder, c.layer,
                      c.pooling, c.criterion, c.score)
@@ -58,31 +54,5 @@ def probe(config, feats: dict, ds, train_rows, outdir: pathlib.Path):
 def choose_layers(config, feats: dict, ds, rows) -> list:
     """``probe.criterion``'s per-target LayerChoice from ``rows`` alone (e.g. a refit's own training rows), as
     `probe` chooses; CV-AUC runs only when it is the criterion, and no report is written."""
-    k = layers_per_target(config)
     table = probe_table(config, feats, ds, rows, cv_auc=config.probe.criterion == "cv_auc")
-    return ranked_choices(table, config.probe.criterion, k)
-
-
-def layers_per_target(config) -> int:
-    """``router.layers_per_target``, checked (>= 1) before any probing."""
-    k = config.router.layers_per_target
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"router.layers_per_target must be an integer >= 1 (1 = the paper's one layer), got {k!r}")
-    return k
-
-
-def ranked_choices(table, criterion: str, k: int) -> list:
-    """Each target's ``k`` best distinct (encoder, layer, pooling) cells by ``criterion`` (a cell scores its best
-    CV width under cv_auc), best first, targets in table order; k = 1 is `probes.select_layers`."""
-    if k == 1:
-        return probes_lib.select_layers(table, criterion)
-    choices = []
-    for target in table.targets:
-        cells = {}
-        for c in probes_lib.top_k(table, target, criterion, None):
-            cells.setdefault((c.encoder, c.layer, c.pooling), c)
-        if len(cells) < k:
-            raise ValueError(f"router.layers_per_target={k} exceeds the {len(cells)} scored (layer, pooling) cells "
-                             f"of target {target!r}; use 1..{len(cells)}")
-        choices.extend(list(cells.values())[:k])
-    return choices
+    return probes_lib.select_layers(table, config.probe.criterion)

@@ -13,18 +13,10 @@ from prefill_router.stages.features import FeatureLookup
 def per_target_specs(choices, pca_dim: int) -> list:
     """The paper's layout: one block per target from its selected (encoder, layer, pooling). A ``cv_auc``
     choice keeps the PCA width its cross-validation chose; other criteria (and a cv_auc choice of no PCA,
-    logged) use ``pca_dim``. A target with several choices (router.layers_per_target > 1, best first) gets one
-    block over their concatenated cells ([N, sum D]), scaler + PCA to ``pca_dim``, named after the target."""
-    by_target = {}
-    for c in choices:
-        by_target.setdefault(c.target, []).append(c)
+    logged) use ``pca_dim``."""
     specs = []
-    for target, cells in by_target.items():
-        if len(cells) > 1:
-            sources = tuple(router_lib.FeatureSource(c.encoder, c.layer, c.pooling) for c in cells)
-            specs.append(router_lib.SharedBlockSpec(sources, pca_dim, name=target))
-            continue
-        c, width = cells[0], pca_dim
+    for c in choices:
+        width = pca_dim
         if c.criterion == "cv_auc":
             if c.pca_dim is None:
                 logging.warning("cv_auc chose no PCA for %s; its block uses router.pca_dim=%d", c.target, pca_dim)
@@ -35,8 +27,7 @@ def per_target_specs(choices, pca_dim: int) -> list:
 
 
 def block_specs(config, choices) -> list:
-    """Block specs of ``router.layout``: 'per_target' (one block per target) or 'shared' (one block over every
-    chosen cell)."""
+    """Block specs of ``router.layout``: 'per_target' (one block per target) or 'shared' (one block)."""
     if config.router.layout == "per_target":
         return per_target_specs(choices, config.router.pca_dim)
     if config.router.layout == "shared":
@@ -49,8 +40,7 @@ def train_config(config) -> router_lib.TrainConfig:
     """The trunk's training settings; seeds 42 + seed·n .. 42 + (seed + 1)·n - 1 for n = router.num_seeds
     (``seed`` = config.seed, so repeats train different ensembles)."""
     first = 42 + config.seed * config.router.num_seeds
-    return typed(router_lib.TrainConfig, config.router,
-                 skip=("layout", "pca_dim", "kind", "num_seeds", "layers_per_target"),
+    return typed(router_lib.TrainConfig, config.router, skip=("layout", "pca_dim", "kind", "num_seeds"),
                  seeds=tuple(range(first, first + config.router.num_seeds)))
 
 
