@@ -12,7 +12,7 @@ import numpy as np
 from scipy import stats as sp_stats
 
 from prefill_router.evaluation import bootstrap
-from prefill_router.router.cost_model import _check_tokens, _mae
+from prefill_router.router.cost_model import check_tokens, mae
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -30,7 +30,7 @@ def length_metrics(pred, medians, tokens, rows, target_names=None, *, n_boot: in
     spearman_median (pooled over (query, target) pairs), 'per_target': {name: {mae_pred, mae_median,
     spearman_pred, n}}}; CIs are percentile bootstrap over queries (rows resampled with their K entries).
     """
-    t = _check_tokens(tokens)
+    t = check_tokens(tokens)
     pred = np.asarray(pred, np.float64)
     med = np.broadcast_to(np.asarray(medians, np.float64), t.shape)
     rows = np.asarray(rows)
@@ -41,8 +41,8 @@ def length_metrics(pred, medians, tokens, rows, target_names=None, *, n_boot: in
         rr = rows[r]
         o = obs[rr]
         tp, pp, mp = t[rr][o], pred[rr][o], med[rr][o]
-        return np.array([_mae(pp, tp), _mae(mp, tp), _mae(pp, tp) - _mae(mp, tp), _spearman(pp, tp),
-                         _spearman(mp, tp)])
+        mae_pred, mae_median = mae(pp, tp), mae(mp, tp)
+        return np.array([mae_pred, mae_median, mae_pred - mae_median, _spearman(pp, tp), _spearman(mp, tp)])
 
     ci = bootstrap.bootstrap_ci(stat, rows.size, n_boot=n_boot, seed=seed, alpha=alpha)
     keys = ("mae_pred", "mae_median", "mae_diff", "spearman_pred", "spearman_median")
@@ -52,7 +52,7 @@ def length_metrics(pred, medians, tokens, rows, target_names=None, *, n_boot: in
     for k, name in enumerate(names):
         o = rows[obs[rows, k]]
         per_target[name] = {"n": int(o.size),
-                            "mae_pred": _mae(pred[o, k], t[o, k]) if o.size else float("nan"),
-                            "mae_median": _mae(med[o, k], t[o, k]) if o.size else float("nan"),
+                            "mae_pred": mae(pred[o, k], t[o, k]) if o.size else float("nan"),
+                            "mae_median": mae(med[o, k], t[o, k]) if o.size else float("nan"),
                             "spearman_pred": _spearman(pred[o, k], t[o, k])}
     return {"pooled": pooled, "per_target": per_target, "n_rows": int(rows.size), "n_pairs": int(obs[rows].sum())}

@@ -29,7 +29,8 @@ DEFAULT_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 SOURCES = ("median", "ridge")
 
 
-def _check_tokens(tokens, n_rows: int | None = None) -> np.ndarray:
+def check_tokens(tokens, n_rows: int | None = None) -> np.ndarray:
+    """Output tokens [N, K] as float64 (NaN = unknown); one-line ValueError on a wrong shape, a negative or an infinite count."""
     t = np.asarray(tokens, np.float64)
     if t.ndim != 2 or (n_rows is not None and t.shape[0] != n_rows):
         raise ValueError(f"output tokens must be [N, K]{'' if n_rows is None else f' with N={n_rows}'}, "
@@ -41,7 +42,7 @@ def _check_tokens(tokens, n_rows: int | None = None) -> np.ndarray:
 
 def median_tokens(tokens, rows) -> np.ndarray:
     """[K] median observed output tokens per target over ``rows``; NaN for a target never observed there."""
-    t = _check_tokens(tokens)[np.asarray(rows)]
+    t = check_tokens(tokens)[np.asarray(rows)]
     out = np.full(t.shape[1], np.nan)
     for k in range(t.shape[1]):
         col = t[:, k][~np.isnan(t[:, k])]
@@ -74,7 +75,8 @@ def _ridge_path(x: np.ndarray, y: np.ndarray, alphas) -> list[_Ridge]:
     return [_Ridge(mean, scale, vt.T @ (s / (s ** 2 + a) * uty), b) for a in alphas]
 
 
-def _mae(pred: np.ndarray, obs: np.ndarray) -> float:
+def mae(pred: np.ndarray, obs: np.ndarray) -> float:
+    """Mean absolute error (tokens) of pred vs obs, same shape."""
     return float(np.mean(np.abs(pred - obs)))
 
 
@@ -108,7 +110,7 @@ def fit_length_predictor(x, tokens, train_rows, *, alphas=DEFAULT_ALPHAS, val_fr
     docstring). x [N, D] query features; tokens [N, K] observed output tokens, NaN where unknown.
     Targets with fewer than ``min_rows`` observed training lengths keep the median."""
     x = np.asarray(x, np.float64)
-    t = _check_tokens(tokens, x.shape[0])
+    t = check_tokens(tokens, x.shape[0])
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
     if not np.isfinite(x).all():
@@ -130,8 +132,8 @@ def fit_length_predictor(x, tokens, train_rows, *, alphas=DEFAULT_ALPHAS, val_fr
         path = _ridge_path(x[f], np.log1p(t[f, k]), alphas)
         mse = [np.mean((r(x[v]) - np.log1p(t[v, k])) ** 2) for r in path]
         best = int(np.argmin(mse))
-        val_mae["ridge"][k] = _mae(np.maximum(np.expm1(path[best](x[v])), 0.0), t[v, k])
-        val_mae["median"][k] = _mae(np.full(v.size, fit_medians[k]), t[v, k])
+        val_mae["ridge"][k] = mae(np.maximum(np.expm1(path[best](x[v])), 0.0), t[v, k])
+        val_mae["median"][k] = mae(np.full(v.size, fit_medians[k]), t[v, k])
         alpha[k] = alphas[best]
         if val_mae["ridge"][k] < val_mae["median"][k]:
             source[k] = "ridge"
