@@ -30,9 +30,9 @@ Execution: rows are length-bucketed (features/bucketing.py); per padded [B, T] b
 (features.extract.BatchRunner, shared with feature extraction: params placed once, batch sharded over the
 devices, compile time counted) runs the target in the encoder's packed mode (`model(ids, mask, positions=,
 segment_ids=)`), gathers the P distinct predicting positions (flattened over the batch), unembeds only
-those ([P, V]: the Gemma vocabulary is 262k), takes the log-softmax and reads the Q scored tokens'
-log-probs. P and Q are padded, per [B, T], to the power of two >= 16 that covers all its batches, so there
-is one compiled program per [B, T] shape. Batches are dispatched before the previous one is read back.
+those ([P, V]: the Gemma vocabulary is 262k), and reads the Q scored tokens' log-probs (logit - logsumexp
+over V). P and Q are padded, per [B, T], to the multiple of 32 that covers all its batches, so there is one
+compiled program per [B, T] shape. Batches are dispatched before the previous one is read back.
 
 Axes: N items, O options (max over items), R rows, B batch, T tokens, P predicting positions, Q scored
 tokens, V vocab, D width.
@@ -132,9 +132,10 @@ def tokenize_items(tokenizer: Any, items: Sequence[MCItem], share_prefix: bool =
     return ClozeRows(tokens, positions, segments, row, at, token, item, option, counts, seq_tokens)
 
 
-def _pad_to_pow2(n: int) -> int:
-    """Smallest power of two >= max(n, 16): few compiled shapes for the gathered positions and tokens."""
-    return max(16, 1 << max(0, int(n - 1).bit_length()))
+def _pad_up(n: int, multiple: int = 32) -> int:
+    """Smallest multiple of `multiple` >= max(n, 1): the gathered positions' and tokens' padded size (the
+    [P, V] unembedding costs in proportion to it; a power of two wasted up to half of it on Gemma's 262k vocab)."""
+    return multiple * max(1, -(-int(n) // multiple))
 
 
 def _scorer(graphdef: nnx.GraphDef) -> Callable:
@@ -144,8 +145,8 @@ def _scorer(graphdef: nnx.GraphDef) -> Callable:
         m = nnx.merge(graphdef, state)
         h = m(ids, mask, positions=positions, segment_ids=segments, return_final_hidden=True).final_hidden
         h = h.reshape(-1, h.shape[-1])[pred]                              # [P, D]
-        logp = jax.nn.log_softmax(m.unembed(h).astype(jnp.float32), -1)   # [P, V]
-        return logp[pair_pred, pair_tok]
+        logits = m.unembed(h).astype(jnp.float32)                         # [P, V]
+        return logits[pair_pred, pair_tok] - jax.nn.logsumexp(logits, -1)[pair_pred]  # no [P, V] log-softmax
     return forward
 
 
@@ -181,7 +182,7 @@ def score_rows(model: nnx.Module, rows: ClozeRows, pad_id: int, *, batch_tokens:
     sizes: dict[tuple[int, int], tuple[int, int]] = {}  # per [B, T]: padded (P, Q), the max over its batches
     for batch, (_, pred, pair_pred, _, _) in zip(plan.batches, host):
         p, q = sizes.get(batch.shape, (0, 0))
-        sizes[batch.shape] = max(p, _pad_to_pow2(len(pred))), max(q, _pad_to_pow2(len(pair_pred)))
+        sizes[batch.shape] = max(p, _pad_up(len(pred))), max(q, _pad_up(len(pair_pred)))
     out = np.zeros(len(rows.row), np.float64)
     pending = None
     for batch, (arrays, pred, pair_pred, pair_tok, pair_idx) in tqdm(
