@@ -19,11 +19,14 @@ Printed: wall times (median, min) and process CPU times per mode, the speed-up =
 torch / ours (wall; and CPU time, which a crowded machine distorts less), and the
 validation loss (inner-split BCE) of the kept seeds (and of all seeds) of both, with the difference of means and its standard
 error (the inner splits differ, so only agreement within noise is expected).
+Also printed: each mode's useful matmul GFLOP/s (``useful_gflop`` of the epochs it ran / its median wall) beside
+the rate of the step's largest matmul alone in JAX and in torch: how close each recipe runs to this CPU's ceiling.
 Second line: ours (one seed after another in one program) vs the same seeds vmapped (``seed_batch=S``) and vs
 one host call per seed (``sequential``), warm, one run each per round.
 """
 from __future__ import annotations
 
+import math
 import time
 
 import jax
@@ -113,6 +116,40 @@ def parity(x, y, m, cfg: train.TrainConfig, steps: int = 4) -> tuple[float, floa
         logits - np.asarray(model_lib.apply(graphdef, params, x[:512]))).max())
 
 
+def useful_gflop(d_in: int, k: int, cfg: train.TrainConfig, n_rows: int, epochs) -> float:
+    """Matmul GFLOP a recipe needs for the epochs run (summed over seeds): per epoch every inner-training row
+    takes a forward (2·Σ in·out), weight gradients (the same) and input gradients below the first layer, and
+    every validation row a forward. Padding rows, activations and the optimizer are not counted."""
+    widths = [d_in, *cfg.hidden, k]
+    macs = [a * b for a, b in zip(widths[:-1], widths[1:])]
+    n_val = math.ceil(cfg.val_fraction * n_rows)
+    per_epoch = (n_rows - n_val) * 2 * (2 * sum(macs) + sum(macs[1:])) + n_val * 2 * sum(macs)
+    return per_epoch * float(np.sum(epochs)) / 1e9
+
+
+def matmul_rates(d_in: int, batch: int, width: int, reps: int = 200) -> dict[str, float]:
+    """GFLOP/s of the step's largest matmul, [batch, d_in] x [d_in, width] fp32, in JAX and in torch (its current
+    thread count): the attainable rate of the recipe's dominant operation on this CPU."""
+    a = np.random.default_rng(0).normal(size=(batch, d_in)).astype(np.float32)
+    b = np.random.default_rng(1).normal(size=(d_in, width)).astype(np.float32)
+    f = jax.jit(lambda u, v: u @ v)
+    aj, bj = jnp.asarray(a), jnp.asarray(b)
+    f(aj, bj).block_until_ready()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        out = f(aj, bj)
+    out.block_until_ready()
+    ours = time.perf_counter() - t0
+    at, bt = torch.from_numpy(a), torch.from_numpy(b)
+    torch.mm(at, bt)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        torch.mm(at, bt)
+    theirs = time.perf_counter() - t0
+    flop = 2.0 * batch * d_in * width * reps / 1e9
+    return {"jax": flop / ours, "torch": flop / theirs}
+
+
 def _stats(v) -> str:
     v = np.asarray(v, np.float64)
     return f"median {np.median(v):7.2f} s  min {v.min():7.2f} s"
@@ -177,6 +214,14 @@ def bench(label: str, x, y, m, cfg: train.TrainConfig) -> None:
         cpu_ratio = np.asarray(cpu[k]) / np.asarray(cpu["ours"])
         print(f"speed-up {k} / ours: wall {np.median(ratio):.2f}x (rounds {np.round(ratio, 2).tolist()}), "
               f"cpu time {np.median(cpu_ratio):.2f}x")
+    rates = matmul_rates(x.shape[1], cfg.batch_size, cfg.hidden[0])
+    print(f"largest matmul alone ([{cfg.batch_size}, {x.shape[1]}] x [{x.shape[1]}, {cfg.hidden[0]}] fp32): jax "
+          f"{rates['jax']:.0f} GFLOP/s, torch {rates['torch']:.0f} GFLOP/s ({torch.get_num_threads()} threads)")
+    for k in names:
+        epochs = out[k].report.epochs_run if hasattr(out[k], "report") else out[k]["epochs_run"]
+        gflop = useful_gflop(x.shape[1], y.shape[1], cfg, len(x), epochs)
+        print(f"{k:>14}: {gflop:.0f} GFLOP of matmuls in the median wall -> {gflop / np.median(wall[k]):.0f} "
+              f"GFLOP/s useful")
     ours_val = {"kept": out["ours"].val_losses, "all": out["ours"].report.best_val}
     for k in names:
         if k.startswith("torch"):

