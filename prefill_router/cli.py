@@ -4,14 +4,18 @@ and the one-run-per-workdir rule (``check_workdir_config``).
 ``run(main)`` runs an absl main so that a problem the user must fix prints ONE line and exits 2:
 ``UsageError`` and every ``ValueError`` / ``FileNotFoundError`` / ``FileExistsError`` raised by the library
 (their messages name the problem and the fix). ``--verbose`` prints the traceback as well. Ctrl-C prints
-"interrupted; rerun the same command to resume" and exits 130 (every long stage resumes from its cache).
+"interrupted; rerun the same command to resume" and exits 130 (every long stage resumes from its cache; an
+interrupt that Python swallowed in a gc callback is delivered again, ``_on_sigint``).
 Other exceptions are bugs and keep their traceback.
 """
 import json
+import os
 import pathlib
 import re
 import shutil
+import signal
 import sys
+import threading
 import traceback
 
 from absl import app, flags, logging
@@ -93,11 +97,34 @@ def check_workdir_config(workdir: pathlib.Path, config_dict: dict, overwrite: bo
             target.unlink()
 
 
+_INTERRUPT_PENDING = threading.Event()
+
+
+def _on_sigint(signum, frame):
+    """Ctrl-C: KeyboardInterrupt, delivered again every 0.2 s until ``run`` has caught it. Python swallows an
+    exception raised inside a gc callback, ``__del__`` or weakref callback ("Exception ignored in ..."; JAX's
+    ``_xla_gc_callback`` runs at every collection), which would otherwise let the run go on to the end."""
+    _INTERRUPT_PENDING.set()
+
+    def again():
+        if _INTERRUPT_PENDING.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(0.2, again)
+    timer.daemon = True
+    timer.start()
+    raise KeyboardInterrupt
+
+
 def run(main, **kwargs) -> None:
     """``absl.app.run(main, **kwargs)`` with the one-line error handling of the module docstring."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler):  # not when SIGINT is ignored
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         app.run(main, **kwargs)
     except KeyboardInterrupt:
+        _INTERRUPT_PENDING.clear()
         print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
     except (UsageError, *USER_ERRORS) as e:

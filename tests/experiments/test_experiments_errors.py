@@ -121,6 +121,35 @@ def test_ctrl_c_prints_resume_hint(tmp_path, shared_data):
     assert rest.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
 
 
+_SWALLOWED_CTRL_C = """
+import gc, os, signal, time
+from prefill_router import cli
+
+def main(argv):
+    def callback(phase, info):  # a KeyboardInterrupt raised in a gc callback is printed and dropped by Python
+        if phase == "start":
+            gc.callbacks.remove(callback)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    gc.callbacks.append(callback)
+    gc.collect()
+    time.sleep(5.0)
+    print("ran to the end")
+
+cli.run(main)
+"""
+
+
+def test_ctrl_c_swallowed_in_a_gc_callback_is_delivered_again():
+    """JAX's _xla_gc_callback runs at every collection; Ctrl-C landing there must still stop the run."""
+    proc = subprocess.run([sys.executable, "-c", _SWALLOWED_CTRL_C], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert "Exception ignored" in proc.stderr  # the first delivery was swallowed
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "ran to the end" not in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
+
+
 def test_runlocal_never_overrides_explicit_args():
     """4: runlocal only changes defaults."""
     c = llmrouter_pool.get_config("runlocal,max_train=50,encoders=smollm2_135m")
