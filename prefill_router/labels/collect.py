@@ -21,6 +21,7 @@ Axes: N items, O options (max over items), K targets.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -115,7 +116,9 @@ def _load_target(target: Any, loader: Callable[[str], Any] | None) -> Any:
         return target
     if loader is None:
         from prefill_router.encoders.registry import load_encoder
-        loader = load_encoder
+        # A target is loaded once per item set (its labels are cached): dequantising the GGUF straight into the
+        # model is faster than writing the float32 safetensors cache first (Qwen2.5 14 s vs 16 + 8 s).
+        loader = functools.partial(load_encoder, cache_dequantized=False)
     return loader(target)
 
 
