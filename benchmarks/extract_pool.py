@@ -71,7 +71,8 @@ def _child(spec: str) -> None:
                                       max_length=F.max_length, dtype=dtype, progress=False)
     extract_s = time.perf_counter() - t0
     s = fs.stats
-    print(_MARK + json.dumps({"extract_wall_s": extract_s, "tokens": s["total_tokens"], "compute_s": s["compute_s"], "compile_s": s["compile_s"],
+    print(_MARK + json.dumps({"extract_wall_s": extract_s, "tokens": s["total_tokens"], "compute_s": s["compute_s"],
+                              "compile_s": s["compile_s"],
                               "tokens_per_s": s["tokens_per_s"], "padding_efficiency": s["padding_efficiency"],
                               "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
                               "rss_before_gb": rss_before / 2**20, "load_peak_rss_gb": rss_loaded / 2**20,
@@ -96,6 +97,7 @@ def main(argv):
     print(f"LLMRouter pool: {len(prompts)} prompts; sample of {len(sample)} (seed {F.seed}), max_length "
           f"{F.max_length}, batch_tokens {F.batch_tokens}, {os.cpu_count()} cores")
     total_min = {d: 0.0 for d in F.dtypes}
+    approx = "" if F.num_prompts == 0 else "~"  # the whole pool is measured, a sample extrapolated
     for name in F.encoders:
         lengths = _lengths(name, prompts)
         pool_tokens = int(np.minimum(lengths, F.max_length).sum())
@@ -121,10 +123,10 @@ def main(argv):
             print(f"  {dtype:8s}: {r['tokens_per_s']:7.0f} tokens/s ({r['tokens']} tokens in {r['compute_s']:.1f}s, "
                   f"+{r['compile_s']:.1f}s compile, padding eff {r['padding_efficiency']:.3f}), peak RSS "
                   f"{r['peak_rss_gb']:.2f} GB ({r['load_peak_rss_gb']:.2f} GB by the end of the {r['load_s']:.0f}s "
-                  f"load) -> full pool {'' if F.num_prompts == 0 else '~'}{est_min:.1f} min; ratio vs {F.dtypes[0]} "
+                  f"load) -> full pool {approx}{est_min:.1f} min; ratio vs {F.dtypes[0]} "
                   f"{r['tokens_per_s'] / base:.2f}x")
     for dtype, minutes in total_min.items():
-        print(f"TOTAL {dtype}: {', '.join(F.encoders)} ~{minutes:.1f} min for the full pool (target <= 60)")
+        print(f"TOTAL {dtype}: {', '.join(F.encoders)} {approx}{minutes:.1f} min for the full pool (target <= 60)")
 
 
 if __name__ == "__main__":

@@ -150,6 +150,11 @@ def matmul_rates(d_in: int, batch: int, width: int, reps: int = 200) -> dict[str
     return {"jax": flop / ours, "torch": flop / theirs}
 
 
+def _epochs_run(result) -> np.ndarray:
+    """Epochs per seed of a mode's result: ours (an Ensemble with a report) or the torch reference's dict."""
+    return np.asarray(result.report.epochs_run if hasattr(result, "report") else result["epochs_run"])
+
+
 def _stats(v) -> str:
     v = np.asarray(v, np.float64)
     return f"median {np.median(v):7.2f} s  min {v.min():7.2f} s"
@@ -207,7 +212,7 @@ def bench(label: str, x, y, m, cfg: train.TrainConfig) -> None:
     torch.set_num_threads(default_threads)
     print(f"compiles during the timed rounds: {len(compiles) - n_compiles}")
     for k in names:
-        epochs = (out[k].report.epochs_run if hasattr(out[k], "report") else out[k]["epochs_run"]).tolist()
+        epochs = _epochs_run(out[k]).tolist()
         print(f"{k:>14}: {_stats(wall[k])} | cpu median {np.median(cpu[k]):7.2f} s | epochs per seed {epochs}")
     for k in names[1:]:
         ratio = np.asarray(wall[k]) / np.asarray(wall["ours"])
@@ -218,8 +223,7 @@ def bench(label: str, x, y, m, cfg: train.TrainConfig) -> None:
     print(f"largest matmul alone ([{cfg.batch_size}, {x.shape[1]}] x [{x.shape[1]}, {cfg.hidden[0]}] fp32): jax "
           f"{rates['jax']:.0f} GFLOP/s, torch {rates['torch']:.0f} GFLOP/s ({torch.get_num_threads()} threads)")
     for k in names:
-        epochs = out[k].report.epochs_run if hasattr(out[k], "report") else out[k]["epochs_run"]
-        gflop = useful_gflop(x.shape[1], y.shape[1], cfg, len(x), epochs)
+        gflop = useful_gflop(x.shape[1], y.shape[1], cfg, len(x), _epochs_run(out[k]))
         print(f"{k:>14}: {gflop:.0f} GFLOP of matmuls in the median wall -> {gflop / np.median(wall[k]):.0f} "
               f"GFLOP/s useful")
     ours_val = {"kept": out["ours"].val_losses, "all": out["ours"].report.best_val}

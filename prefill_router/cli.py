@@ -118,14 +118,18 @@ def _on_sigint(signum, frame):
 
 def run(main, **kwargs) -> None:
     """``absl.app.run(main, **kwargs)`` with the one-line error handling of the module docstring."""
+    previous = None
     if (threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler):  # not when SIGINT is ignored
-        signal.signal(signal.SIGINT, _on_sigint)
+        previous = signal.signal(signal.SIGINT, _on_sigint)
     try:
         app.run(main, **kwargs)
     except KeyboardInterrupt:
-        _INTERRUPT_PENDING.clear()
+        _INTERRUPT_PENDING.clear()  # first: no re-delivery while the message is printed
         print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
     except (UsageError, *USER_ERRORS) as e:
         report(e)
+    finally:
+        if previous is not None:  # the handler lives only while run() runs
+            signal.signal(signal.SIGINT, previous)
