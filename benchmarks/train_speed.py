@@ -21,8 +21,10 @@ validation loss (inner-split BCE) of the kept seeds (and of all seeds) of both, 
 error (the inner splits differ, so only agreement within noise is expected).
 Also printed: each mode's useful matmul GFLOP/s (``useful_gflop`` of the epochs it ran / its median wall) beside
 the rate of the step's largest matmul alone in JAX and in torch: how close each recipe runs to this CPU's ceiling.
-Second line: ours (one seed after another in one program) vs the same seeds vmapped (``seed_batch=S``) and vs
-one host call per seed (``sequential``), warm, one run each per round.
+Second line: ours (the default layout: on a CPU with >= 2 cores, one program call per seed, as many seeds at
+once as cores) vs the other layouts of the same math: all seeds one after another inside one program
+(``workers=0``), vmapped (``seed_batch=S``) and one host call per seed, one after another (``workers=1``);
+warm, one run each per round.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ _SEEDS = flags.DEFINE_integer("seeds", 10, "number of seeds (42, 43, ...)")
 _EPOCHS = flags.DEFINE_integer("max_epochs", 150, "epoch cap")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "interleaved rounds (every mode timed once per round)")
 _TORCH_THREADS = flags.DEFINE_list("torch_threads", ["1", "0"], "torch thread counts to run (0: torch's default)")
-_SECOND = flags.DEFINE_bool("second_line", True, "also time vmapped and host-sequential JAX")
+_SECOND = flags.DEFINE_bool("second_line", True, "also time our other seed layouts (in-program, vmapped, host-sequential)")
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
@@ -190,11 +192,11 @@ def bench(label: str, x, y, m, cfg: train.TrainConfig) -> None:
         modes[f"torch {t or default_threads} thr"] = lambda t=t: (torch.set_num_threads(t or default_threads),
                                                                   ref.train_seeds(x, y, m, cfg))[1]
     if _SECOND.value:
-        for extra in (lambda: train.train_ensemble(x, y, m, cfg, seed_batch=len(cfg.seeds)),
-                      lambda: train.train_seeds_sequential(x, y, m, cfg)):
-            extra()  # compile outside the timed rounds
-        modes["ours vmapped"] = lambda: train.train_ensemble(x, y, m, cfg, seed_batch=len(cfg.seeds))
-        modes["ours host-seq"] = lambda: train.train_seeds_sequential(x, y, m, cfg)
+        layouts = {"ours in-program": dict(workers=0), "ours vmapped": dict(seed_batch=len(cfg.seeds)),
+                   "ours host-seq": dict(workers=1)}
+        for name, layout in layouts.items():
+            train.train_ensemble(x, y, m, cfg, **layout)  # compile outside the timed rounds
+            modes[name] = lambda layout=layout: train.train_ensemble(x, y, m, cfg, **layout)
     n_compiles = len(compiles)
     names = list(modes)
     wall, cpu = {k: [] for k in names}, {k: [] for k in names}
@@ -238,7 +240,7 @@ def main(argv):
     cfg = train.TrainConfig(seeds=tuple(range(42, 42 + _SEEDS.value)), max_epochs=_EPOCHS.value,
                             keep=min(5, _SEEDS.value))
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; torch {torch.__version__} "
-          f"(default {torch.get_num_threads()} threads)")
+          f"(default {torch.get_num_threads()} threads); ours trains {train.default_workers() or 'all'} seeds at once")
     if _CONFIG.value:
         bench(_CONFIG.value, *real_design(_CONFIG.value), cfg)
     elif _FEATURES.value:

@@ -10,6 +10,7 @@ import pathlib
 from typing import Sequence
 
 import numpy as np
+import scipy.stats
 
 from prefill_router import fileio
 from prefill_router.probes.select import CRITERIA, LayerChoice, select_layers
@@ -54,14 +55,12 @@ def markdown_table(table: ProbeTable) -> str:
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho over the pairs where both are finite (tied values share their average rank); NaN with
+    fewer than 3 pairs or a constant side."""
     ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3:
+    if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
         return float("nan")
-    ra = np.argsort(np.argsort(a[ok])).astype(float)
-    rb = np.argsort(np.argsort(b[ok])).astype(float)
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(scipy.stats.spearmanr(a[ok], b[ok]).statistic)
 
 
 def agreement_summary(table: ProbeTable) -> str:

@@ -1,7 +1,7 @@
 """Router: per-target feature blocks, SharedTrunkNet seed ensembles, routing policies.
 
     transforms, X = build_design(features_lookup, specs, train_rows)   # scaler + PCA fitted on train rows
-    ens = train_ensemble(X[train], Y[train], M[train], TrainConfig())  # 10 seeds vmapped, keep best 5
+    ens = train_ensemble(X[train], Y[train], M[train], TrainConfig())  # 10 seeds, keep best 5
     P = ens.predict(X[test])                                           # [N, K] mean of sigmoids
     choice = route_tolerance(P, prices_in, tol=0.2)
     bundle = RouterBundle(targets, specs, transforms, ens, prices=...); save_router(dir, bundle)

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from prefill_router.probes import (ProbeConfig, ProbeTable, cv_auc, effective_dims, fisher_j, fisher_j_diag,
-                                   run_probes, select_layers, stratified_folds, top_k, write_report)
+from prefill_router.probes import (ProbeConfig, ProbeTable, agreement_summary, cv_auc, effective_dims, fisher_j,
+                                   fisher_j_diag, run_probes, select_layers, stratified_folds, top_k, write_report)
 
 CONFIG = ProbeConfig(cv_pca_dims=(2, 4), cv_folds=3, seed=1)
 
@@ -72,6 +72,14 @@ def test_ties_go_to_shallower_layer_and_smaller_pca_and_nan_raises():
         select_layers(table, "fisher")
     with pytest.raises(ValueError, match="criterion"):
         select_layers(table, "bogus")
+
+
+def test_agreement_summary_spearman_gives_ties_their_average_rank():
+    """J = (1, 2, 2, 3), CV-AUC = (.1, .3, .2, .4): ranks (1, 2.5, 2.5, 4) vs (1, 3, 2, 4), rho = 4.5 / sqrt(4.5 * 5)
+    = 0.949 (ranking the tie in input order would give 0.8)."""
+    records = [dict(_rec(layer, j), cv_auc=a) for layer, j, a in ((1, 1.0, .1), (2, 2.0, .3), (3, 2.0, .2), (4, 3.0, .4))]
+    summary = agreement_summary(ProbeTable(records, {}, ["t"]))
+    assert "Spearman(J, CV-AUC) over 4 candidates = 0.949." in summary
 
 
 def test_write_report(setup, tmp_path):

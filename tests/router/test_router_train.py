@@ -1,9 +1,10 @@
-"""Seed-ensemble training: in-program == vmapped == host-sequential, no recompiles, determinism, keep-best,
+"""Seed-ensemble training: concurrent == host-sequential == in-program == vmapped, no recompiles, determinism, keep-best,
 resume, learning, a generic SeedModel, input errors.
 
 All trainings share one problem shape so the compiled per-seed program is reused across tests.
 """
 import dataclasses
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -52,13 +53,52 @@ def test_learns_and_reports(vmapped):
     assert acc > 0.75
 
 
-def test_in_program_loop_equals_vmapped_and_host_sequential(vmapped):
-    for other in (train.train_seeds_sequential(*_data(), CFG), train.train_ensemble(*_data(), CFG, seed_batch=3)):
-        np.testing.assert_allclose(other.report.best_val, vmapped.report.best_val, atol=1e-6)
+def test_every_layout_gives_the_same_numbers(vmapped):
+    """Concurrent per-item calls (the CPU default), one after another, and all items in one program: the same
+    program per item, so bit-equal; vmapped groups equal up to float reordering."""
+    x, y, m = _data()
+    for other in (train.train_seeds_sequential(x, y, m, CFG), train.train_ensemble(x, y, m, CFG, workers=2),
+                  train.train_ensemble(x, y, m, CFG, workers=0)):
+        np.testing.assert_array_equal(other.report.best_val, vmapped.report.best_val)
         np.testing.assert_array_equal(other.report.epochs_run, vmapped.report.epochs_run)
         assert other.seeds == vmapped.seeds
         for a, b in zip(_leaves(other), _leaves(vmapped)):
-            np.testing.assert_allclose(a, b, atol=1e-5)
+            np.testing.assert_array_equal(a, b)
+    grouped = train.train_ensemble(x, y, m, CFG, seed_batch=3)
+    np.testing.assert_allclose(grouped.report.best_val, vmapped.report.best_val, atol=1e-6)
+    np.testing.assert_array_equal(grouped.report.epochs_run, vmapped.report.epochs_run)
+    for a, b in zip(_leaves(grouped), _leaves(vmapped)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    for bad in (dict(workers=-1), dict(workers=2, seed_batch=3)):
+        with pytest.raises(ValueError, match="workers"):
+            train.train_ensemble(x, y, m, CFG, **bad)
+
+
+def test_workers_run_items_concurrently(monkeypatch):
+    """workers=2: two host threads, each inside a call of the per-item program at the same time."""
+    real = train._programs
+    inside, most, threads = [0], [0], set()
+    lock = threading.Lock()
+
+    class Recording:
+        def __init__(self, progs):
+            self.init = progs.init
+            self._run = progs.run
+
+        def run(self, *args):
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+                threads.add(threading.current_thread().name)
+            try:
+                return jax.block_until_ready(self._run(*args))
+            finally:
+                with lock:
+                    inside[0] -= 1
+
+    monkeypatch.setattr(train, "_programs", lambda *a: Recording(real(*a)))
+    train.train_ensemble(*_data(), CFG, workers=2)
+    assert len(threads) == 2 and most[0] == 2
 
 
 def test_no_recompile_for_other_seeds_or_feature_sets(vmapped):
