@@ -18,17 +18,18 @@ Program layout: one seed's training is a ``lax.while_loop`` over epochs (``_run_
 without host round trips). The C·S (feature set, seed) items are independent; ``workers`` says how they run:
   * ``workers=n >= 1``: one call of the per-item program per item, n host threads calling at once (each
     thread blocks on its item, so n items run concurrently: the CPU client runs calls from one thread in
-    order). On a 2-core CPU two concurrent items train 1.25-1.3x faster than one after another (the step's
-    matmuls scale imperfectly over two threads and its elementwise work is single-threaded);
+    order). On a 2-core CPU two concurrent items train 1.15-1.35x faster than one after another (LLMRouter's /
+    the default's design, benchmarks/train_speed.py: the step's matmuls scale imperfectly over two threads
+    and its elementwise work runs on one);
   * ``workers=0``: every item INSIDE one jitted program, one after another (``lax.map``); ``seed_batch=g``
     vmaps groups of g items instead (g = S: the classic all-seeds vmap; on CPU a vmapped matmul is 2-3x
     slower than the single one, and a vmapped while_loop keeps every seed running until the slowest stops);
   * default (None): the usable CPU cores on a CPU backend with >= 2 of them, else 0 (``default_workers``).
-Every layout gives the same numbers (the per-item math is one program). Seeds, data values and feature sets
-of one shape never recompile: the program is cached per problem shape (``_Plan``) and takes seeds and data
-as arguments. With ``checkpoint_dir`` the loop runs in chunks of
-``checkpoint_every`` epochs and saves the full state after each chunk; a rerun with the same data and config
-resumes. The ensemble keeps the ``keep`` seeds with the lowest best validation loss (ties: earlier seed).
+workers = 0, 1 or n give bit-equal numbers (tests/router/test_router_train.py); vmapped groups are equal up to
+float reordering. Seeds, data values and feature sets of one shape never recompile: the program is cached per
+problem shape (``_Plan``) and takes seeds and data as arguments. With ``checkpoint_dir`` the loop runs in
+chunks of ``checkpoint_every`` epochs and saves the full state after each chunk; a rerun with the same data
+and config resumes. The ensemble keeps the ``keep`` seeds with the lowest best validation loss (ties: earlier seed).
 """
 from __future__ import annotations
 
