@@ -8,6 +8,7 @@ and the one-run-per-workdir rule (``check_workdir_config``).
 interrupt that Python swallowed in a gc callback is delivered again, ``_on_sigint``).
 Other exceptions are bugs and keep their traceback.
 """
+import gc
 import json
 import os
 import pathlib
@@ -100,10 +101,22 @@ def check_workdir_config(workdir: pathlib.Path, config_dict: dict, overwrite: bo
 _INTERRUPT_PENDING = threading.Event()
 
 
+def _inside_finalizer(frame) -> bool:
+    """True when ``frame`` runs inside a registered gc callback or a ``__del__``, where Python prints and drops
+    an exception ("Exception ignored in ...") instead of raising it."""
+    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _on_sigint(signum, frame):
-    """Ctrl-C: KeyboardInterrupt, delivered again every 0.2 s until ``run`` has caught it. Python swallows an
-    exception raised inside a gc callback, ``__del__`` or weakref callback ("Exception ignored in ..."; JAX's
-    ``_xla_gc_callback`` runs at every collection), which would otherwise let the run go on to the end."""
+    """Ctrl-C: KeyboardInterrupt, delivered again every 0.2 s until ``run`` has caught it. Inside a gc callback
+    or ``__del__`` (JAX's ``_xla_gc_callback`` runs at every collection) it is not raised but left to the next
+    delivery: Python would print a traceback and drop it. Re-delivery also covers places this check cannot
+    see (a weakref callback, a gc callback that unregistered itself)."""
     _INTERRUPT_PENDING.set()
 
     def again():
@@ -113,7 +126,8 @@ def _on_sigint(signum, frame):
     timer = threading.Timer(0.2, again)
     timer.daemon = True
     timer.start()
-    raise KeyboardInterrupt
+    if not _inside_finalizer(frame):
+        raise KeyboardInterrupt
 
 
 def run(main, **kwargs) -> None:

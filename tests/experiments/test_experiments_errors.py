@@ -150,6 +150,37 @@ def test_ctrl_c_swallowed_in_a_gc_callback_is_delivered_again():
     assert proc.stderr.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
 
 
+_CTRL_C_IN_A_GC_CALLBACK = """
+import gc, os, signal, time
+from prefill_router import cli
+
+def main(argv):
+    fired = []
+    def callback(phase, info):  # stays registered, like JAX's _xla_gc_callback
+        if phase == "start" and not fired:
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    gc.callbacks.append(callback)
+    gc.collect()
+    time.sleep(5.0)
+    print("ran to the end")
+
+cli.run(main)
+"""
+
+
+def test_ctrl_c_inside_a_gc_callback_waits_for_it_to_end_without_a_traceback():
+    """Ctrl-C landing in a registered gc callback is held until the callback returns: no 'Exception ignored'
+    traceback, and the run still stops."""
+    proc = subprocess.run([sys.executable, "-c", _CTRL_C_IN_A_GC_CALLBACK], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "ran to the end" not in proc.stdout
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
+
+
 def test_runlocal_never_overrides_explicit_args():
     """4: runlocal only changes defaults."""
     c = llmrouter_pool.get_config("runlocal,max_train=50,encoders=smollm2_135m")
