@@ -97,7 +97,8 @@ def main(argv):
     print(f"LLMRouter pool: {len(prompts)} prompts; sample of {len(sample)} (seed {F.seed}), max_length "
           f"{F.max_length}, batch_tokens {F.batch_tokens}, {os.cpu_count()} cores")
     total_min = {d: 0.0 for d in F.dtypes}
-    approx = "" if F.num_prompts == 0 else "~"  # the whole pool is measured, a sample extrapolated
+    whole_pool = F.num_prompts == 0  # the whole pool is measured, a sample extrapolated
+    approx = "" if whole_pool else "~"
     for name in F.encoders:
         lengths = _lengths(name, prompts)
         pool_tokens = int(np.minimum(lengths, F.max_length).sum())
@@ -116,7 +117,7 @@ def main(argv):
                 continue
             r = json.loads([l for l in proc.stdout.splitlines() if l.startswith(_MARK)][-1][len(_MARK):])
             # The whole pool: its measured extraction wall time (tokenising, compiling, storing included).
-            est_min = (r["extract_wall_s"] if F.num_prompts == 0 else
+            est_min = (r["extract_wall_s"] if whole_pool else
                        pool_tokens / r["tokens_per_s"] + r["compile_s"]) / 60
             total_min[dtype] += est_min
             base = base or r["tokens_per_s"]

@@ -239,8 +239,10 @@ def main(argv):
     del argv
     cfg = train.TrainConfig(seeds=tuple(range(42, 42 + _SEEDS.value)), max_epochs=_EPOCHS.value,
                             keep=min(5, _SEEDS.value))
+    workers = train.default_workers()
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; torch {torch.__version__} "
-          f"(default {torch.get_num_threads()} threads); ours trains {train.default_workers() or 'all'} seeds at once")
+          f"(default {torch.get_num_threads()} threads); ours trains "
+          f"{f'{workers} seeds at once' if workers else 'all seeds in one program'}")
     if _CONFIG.value:
         bench(_CONFIG.value, *real_design(_CONFIG.value), cfg)
     elif _FEATURES.value:

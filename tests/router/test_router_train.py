@@ -36,38 +36,38 @@ def _leaves(ens):
 
 
 @pytest.fixture(scope="module")
-def vmapped():
+def trained():
     return train.train_ensemble(*_data(), CFG)
 
 
-def test_learns_and_reports(vmapped):
-    rep = vmapped.report
+def test_learns_and_reports(trained):
+    rep = trained.report
     assert rep.n_val == 10 and rep.n_train == 54  # ceil(0.15 * 64) validation rows
     assert np.all(np.isfinite(rep.best_val)) and np.all(rep.best_epoch >= 1)
     # training loss goes down over the first epochs for every seed
     assert np.all(rep.train_history[:, 3] < rep.train_history[:, 0])
     x, y, m = _data()
-    p = vmapped.predict(x)
+    p = trained.predict(x)
     assert p.shape == (N, K) and np.all((p > 0) & (p < 1))
     acc = ((p > 0.5) == (y > 0.5))[m].mean()
     assert acc > 0.75
 
 
-def test_every_layout_gives_the_same_numbers(vmapped):
+def test_every_layout_gives_the_same_numbers(trained):
     """Concurrent per-item calls (the CPU default), one after another, and all items in one program: the same
     program per item, so bit-equal; vmapped groups equal up to float reordering."""
     x, y, m = _data()
     for other in (train.train_seeds_sequential(x, y, m, CFG), train.train_ensemble(x, y, m, CFG, workers=2),
                   train.train_ensemble(x, y, m, CFG, workers=0)):
-        np.testing.assert_array_equal(other.report.best_val, vmapped.report.best_val)
-        np.testing.assert_array_equal(other.report.epochs_run, vmapped.report.epochs_run)
-        assert other.seeds == vmapped.seeds
-        for a, b in zip(_leaves(other), _leaves(vmapped)):
+        np.testing.assert_array_equal(other.report.best_val, trained.report.best_val)
+        np.testing.assert_array_equal(other.report.epochs_run, trained.report.epochs_run)
+        assert other.seeds == trained.seeds
+        for a, b in zip(_leaves(other), _leaves(trained)):
             np.testing.assert_array_equal(a, b)
     grouped = train.train_ensemble(x, y, m, CFG, seed_batch=3)
-    np.testing.assert_allclose(grouped.report.best_val, vmapped.report.best_val, atol=1e-6)
-    np.testing.assert_array_equal(grouped.report.epochs_run, vmapped.report.epochs_run)
-    for a, b in zip(_leaves(grouped), _leaves(vmapped)):
+    np.testing.assert_allclose(grouped.report.best_val, trained.report.best_val, atol=1e-6)
+    np.testing.assert_array_equal(grouped.report.epochs_run, trained.report.epochs_run)
+    for a, b in zip(_leaves(grouped), _leaves(trained)):
         np.testing.assert_allclose(a, b, atol=1e-5)
     for bad in (dict(workers=-1), dict(workers=2, seed_batch=3)):
         with pytest.raises(ValueError, match="workers"):
@@ -101,7 +101,7 @@ def test_workers_run_items_concurrently(monkeypatch):
     assert len(threads) == 2 and most[0] == 2
 
 
-def test_no_recompile_for_other_seeds_or_feature_sets(vmapped):
+def test_no_recompile_for_other_seeds_or_feature_sets(trained):
     compiles = []
 
     def listen(event, secs, **kw):
@@ -116,14 +116,14 @@ def test_no_recompile_for_other_seeds_or_feature_sets(vmapped):
         jax.monitoring.unregister_event_duration_listener(listen)
     assert compiles == []
     assert other.report.seeds == (7, 8, 9, 10)
-    assert not np.allclose(other.report.best_val, vmapped.report.best_val)
+    assert not np.allclose(other.report.best_val, trained.report.best_val)
 
 
-def test_stacked_feature_sets_equal_separate_trainings(vmapped):
+def test_stacked_feature_sets_equal_separate_trainings(trained):
     x, y, m = _data()
     x2 = _data(seed=1)[0]
     stacked = train.train_ensembles(np.stack([x, x2]), y, m, CFG)
-    separate = [vmapped, train.train_ensemble(x2, y, m, CFG)]
+    separate = [trained, train.train_ensemble(x2, y, m, CFG)]
     for got, want in zip(stacked, separate):
         np.testing.assert_allclose(got.report.best_val, want.report.best_val, atol=1e-6)
         np.testing.assert_array_equal(got.report.epochs_run, want.report.epochs_run)
@@ -134,16 +134,16 @@ def test_stacked_feature_sets_equal_separate_trainings(vmapped):
         train.train_ensembles(x, y, m, CFG)
 
 
-def test_same_seed_same_result_and_keep_best(vmapped):
+def test_same_seed_same_result_and_keep_best(trained):
     again = train.train_ensemble(*_data(), CFG)
-    for a, b in zip(_leaves(again), _leaves(vmapped)):
+    for a, b in zip(_leaves(again), _leaves(trained)):
         np.testing.assert_array_equal(a, b)
     full = train.train_ensemble(*_data(), dataclasses.replace(CFG, keep=4))  # same program, all members kept
     order = np.argsort(full.report.best_val, kind="stable")
     assert full.seeds == tuple(CFG.seeds[i] for i in order)
-    assert vmapped.seeds == full.seeds[:2]
-    np.testing.assert_array_equal(vmapped.val_losses, np.sort(full.report.best_val)[:2])
-    for a, b in zip(_leaves(vmapped), _leaves(full)):
+    assert trained.seeds == full.seeds[:2]
+    np.testing.assert_array_equal(trained.val_losses, np.sort(full.report.best_val)[:2])
+    for a, b in zip(_leaves(trained), _leaves(full)):
         np.testing.assert_array_equal(a, b[:2])
     # the ensemble averages sigmoids of the kept members, not logits
     x = _data()[0][:5]
@@ -152,7 +152,7 @@ def test_same_seed_same_result_and_keep_best(vmapped):
     np.testing.assert_allclose(full.predict(x), np.mean([e.predict(x) for e in members], axis=0), atol=1e-6)
 
 
-def test_resume_after_interruption_equals_uninterrupted(vmapped, tmp_path):
+def test_resume_after_interruption_equals_uninterrupted(trained, tmp_path):
     class Interrupt(Exception):
         pass
 
@@ -161,16 +161,16 @@ def test_resume_after_interruption_equals_uninterrupted(vmapped, tmp_path):
             raise Interrupt
 
     cfg = dataclasses.replace(CFG, checkpoint_every=7)  # same compiled program, chunks of 7 epochs
-    assert vmapped.report.epochs_run.max() > 7  # training outlasts the interruption
+    assert trained.report.epochs_run.max() > 7  # training outlasts the interruption
     with pytest.raises(Interrupt):
         train.train_ensemble(*_data(), cfg, checkpoint_dir=tmp_path / "ckpt", callback=stop)
     seen = []
     resumed = train.train_ensemble(*_data(), cfg, checkpoint_dir=tmp_path / "ckpt",
                                    callback=lambda e, s: seen.append(e))
     assert seen and seen[0] > 7  # it continued from epoch 7, not from scratch
-    for a, b in zip(_leaves(resumed), _leaves(vmapped)):
+    for a, b in zip(_leaves(resumed), _leaves(trained)):
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(resumed.report.val_history, vmapped.report.val_history)
+    np.testing.assert_array_equal(resumed.report.val_history, trained.report.val_history)
     with pytest.raises(ValueError, match="other data or config"):
         x, y, m = _data(seed=1)
         train.train_ensemble(x, y, m, cfg, checkpoint_dir=tmp_path / "ckpt")
